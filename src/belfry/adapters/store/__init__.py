@@ -1,0 +1,1 @@
+"""adapters/store layer (see DESIGN.md)."""

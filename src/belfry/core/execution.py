@@ -1,0 +1,89 @@
+"""What a worker is asked to run, and how its result is judged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from belfry.core.states import RunState
+
+__all__ = ["Outcome", "RunOrder", "judge"]
+
+
+@dataclass(frozen=True)
+class RunOrder:
+    """A claimed run as the worker sees it: everything needed to start it, nothing more."""
+
+    run_id: int
+    job: str  # group/name
+    scheduled_for: datetime
+    attempt: int
+    command: str | list[str]
+    # Start no earlier than this instant (the worker waits on a monotonic timer).
+    start_at: datetime
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    timeout_seconds: float | None = None
+    kill_grace_seconds: float = 10.0
+    success_exit_codes: tuple[int, ...] = (0,)
+    failure_pattern: str | None = None
+
+    @property
+    def occurrence(self) -> str:
+        """Stable across retries: an idempotency key for the command's side effects."""
+        stamp = self.scheduled_for.isoformat().replace("+00:00", "Z")
+        return f"{self.job}@{stamp}"
+
+    def process_environment(self) -> dict[str, str]:
+        """The BELFRY_* variables of INTERFACE.md plus the job's own env."""
+        return {
+            **self.env,
+            "BELFRY_JOB": self.job,
+            "BELFRY_RUN_ID": str(self.run_id),
+            "BELFRY_SCHEDULED_FOR": self.scheduled_for.isoformat().replace("+00:00", "Z"),
+            "BELFRY_ATTEMPT": str(self.attempt),
+            "BELFRY_OCCURRENCE": self.occurrence,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as the worker reports it."""
+
+    state: RunState
+    exit_code: int | None
+    reason: str | None = None
+
+
+def judge(
+    exit_code: int | None,
+    *,
+    success_exit_codes: tuple[int, ...],
+    failure_matched: str | None,
+    timed_out: bool = False,
+    killed: bool = False,
+    spawn_error: str | None = None,
+) -> Outcome:
+    """The final state of a finished process.
+
+    Success needs BOTH an exit code in ``success_exit_codes`` AND no output line matching
+    the job's failure pattern (``failure_matched`` is the first matching line, if any).
+    """
+    if spawn_error is not None:
+        return Outcome(RunState.FAILED, exit_code, f"could not start: {spawn_error}")
+    if killed:
+        return Outcome(RunState.KILLED, exit_code, "killed on request")
+    if timed_out:
+        return Outcome(RunState.TIMED_OUT, exit_code, "timeout")
+    if exit_code is None or exit_code not in success_exit_codes:
+        signal_note = (
+            f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else None
+        )
+        return Outcome(
+            RunState.FAILED, exit_code, signal_note or f"exit code {exit_code}"
+        )
+    if failure_matched is not None:
+        return Outcome(
+            RunState.FAILED, exit_code, f"failure_pattern matched: {failure_matched[:200]}"
+        )
+    return Outcome(RunState.SUCCEEDED, exit_code)

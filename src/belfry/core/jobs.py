@@ -1,0 +1,215 @@
+"""A job's specification: what users write in YAML and send to the API.
+
+Validation lives here so the CLI (offline ``validate``), the API and ``apply`` all reject
+the same things with the same field names.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from belfry.core.durations import format_duration, parse_duration
+from belfry.core.schedules import Schedule, ScheduleError, parse_schedule, parse_timezone
+
+__all__ = [
+    "Duration",
+    "HttpSpec",
+    "JobKey",
+    "JobSpec",
+    "MisfirePolicy",
+    "OverlapPolicy",
+    "ResourcesSpec",
+    "RetentionSpec",
+    "RetrySpec",
+]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+def _to_timedelta(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class OverlapPolicy(StrEnum):
+    ALLOW = "allow"
+    FORBID = "forbid"
+    REPLACE = "replace"
+    QUEUE = "queue"
+
+
+class MisfirePolicy(StrEnum):
+    SKIP = "skip"
+    RUN_ONCE = "run_once"
+    RUN_ALL = "run_all"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class RetrySpec(_Strict):
+    max: int = Field(default=0, ge=0, le=100)
+    backoff: Duration = timedelta(seconds=10)
+    max_backoff: Duration = timedelta(minutes=10)
+
+
+class RetentionSpec(_Strict):
+    keep_runs: int | None = Field(default=None, ge=1)
+    keep_days: float | None = Field(default=None, gt=0)
+
+
+class ResourcesSpec(_Strict):
+    cpu: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+
+
+class HttpSpec(_Strict):
+    method: str = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+
+
+class JobKey(BaseModel):
+    """``group/name``: how users name a job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> JobKey:
+        group, slash, name = text.partition("/")
+        if not slash:
+            group, name = "default", text
+        if not _NAME.match(group) or not _NAME.match(name):
+            raise ValueError(f"not a job name: {text!r} (expected GROUP/NAME)")
+        return cls(group=group, name=name)
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.name}"
+
+
+class JobSpec(_Strict):
+    name: str
+    group: str = "default"
+    schedule: str
+    timezone: str = "UTC"
+    command: str | list[str] | None = None
+    http: HttpSpec | None = None
+    pool: str = "default"
+    tags: dict[str, str] = Field(default_factory=dict)
+    target: Literal["any", "all"] = "any"
+    timeout: Duration | None = None
+    kill_grace: Duration = timedelta(seconds=10)
+    overlap: OverlapPolicy = OverlapPolicy.ALLOW
+    queue_max: int = Field(default=1, ge=1, le=1000)
+    misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    misfire_max: int = Field(default=10, ge=1, le=10000)
+    starting_deadline: Duration | None = None
+    retries: RetrySpec = Field(default_factory=RetrySpec)
+    success_exit_codes: list[int] = Field(default_factory=lambda: [0])
+    failure_pattern: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    notify: list[str] = Field(default_factory=list)
+    paused: bool = False
+    description: str = ""
+
+    @field_validator("name", "group")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "must be 1-100 characters of a-z, 0-9, '-', '_', '.', starting with a letter "
+                "or digit"
+            )
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        try:
+            parse_schedule(value)
+        except ScheduleError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            parse_timezone(value)
+        except ScheduleError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _valid_command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and (not value or (isinstance(value, list) and not value[0])):
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("failure_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if (self.command is None) == (self.http is None):
+            raise ValueError("command: a job needs exactly one of 'command' or 'http'")
+        if self.http is not None:
+            raise ValueError("http: HTTP jobs are not supported yet; use 'command'")
+        return self
+
+    @property
+    def key(self) -> JobKey:
+        return JobKey(group=self.group, name=self.name)
+
+    def parsed_schedule(self) -> Schedule:
+        return parse_schedule(self.schedule, self.timezone)
+
+    def to_document(self) -> dict[str, Any]:
+        """The spec as JSON-ready data, without defaults (what ``export`` writes)."""
+        return self.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,150 @@
+"""What the store keeps: jobs, runs, run events and output chunks, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from belfry.core.jobs import JobKey, JobSpec
+from belfry.core.states import Actor, RunState
+
+__all__ = [
+    "JobAdvance",
+    "JobRecord",
+    "JobWrite",
+    "NewRun",
+    "OutputChunk",
+    "RunEvent",
+    "RunRecord",
+    "TokenRecord",
+    "Transition",
+    "Trigger",
+]
+
+
+class Trigger(StrEnum):
+    """Why a run exists."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    spec: JobSpec
+    # The job's cursor: its first occurrence not yet fired or skipped (None: no more).
+    next_fire_at: datetime | None
+    paused: bool
+    pause_note: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> JobKey:
+        return self.spec.key
+
+
+@dataclass(frozen=True)
+class JobWrite:
+    """A job to create (``job_id`` None) or replace, with its cursor."""
+
+    spec: JobSpec
+    next_fire_at: datetime | None
+    job_id: int | None = None
+    # False keeps the stored cursor of an updated job (its schedule did not change).
+    reset_cursor: bool = True
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to insert: a due occurrence (``scheduled``) or its skip record (``skipped``)."""
+
+    job_id: int
+    scheduled_for: datetime
+    attempt: int = 1
+    trigger: Trigger = Trigger.SCHEDULE
+    state: RunState = RunState.SCHEDULED
+    reason: str | None = None
+    # Not to be started before this instant (the occurrence, or a retry's backoff).
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobAdvance:
+    """Move a job's cursor from ``expected_cursor`` to ``next_cursor`` and insert ``runs``,
+    only if the cursor is still ``expected_cursor`` (compare-and-set)."""
+
+    job_id: int
+    expected_cursor: datetime
+    next_cursor: datetime | None
+    runs: list[NewRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    job_id: int
+    job: str  # group/name
+    scheduled_for: datetime
+    attempt: int
+    trigger: Trigger
+    state: RunState
+    reason: str | None
+    not_before: datetime
+    exit_code: int | None
+    worker: str | None
+    host: str | None
+    pid: int | None
+    kill_requested: bool
+    created_at: datetime
+    claimed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A compare-and-set state change: applied only while the run is in ``expected``."""
+
+    run_id: int
+    target: RunState
+    expected: frozenset[RunState]
+    actor: Actor
+    reason: str | None = None
+    exit_code: int | None = None
+    worker: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    run_id: int
+    at: datetime
+    state: RunState
+    actor: Actor
+    host: str | None
+    pid: int | None
+    exit_code: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    run_id: int
+    seq: int  # per run, from 0; a chunk re-sent with the same seq is stored once
+    stream: str  # stdout | stderr | belfry (truncation markers, executor messages)
+    data: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: int
+    name: str
+    role: str  # admin | worker
+    pools: list[str]
+    created_at: datetime

@@ -1,0 +1,175 @@
+"""The store port: the contract every database adapter fulfils.
+
+Every method is one transaction: it either happens entirely or not at all. Times going in
+and out are aware UTC datetimes with microsecond precision. The contract test suite
+(``tests/store``) runs every method against every adapter on a real database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from belfry.core.records import (
+    JobAdvance,
+    JobRecord,
+    JobWrite,
+    NewRun,
+    OutputChunk,
+    RunEvent,
+    RunRecord,
+    TokenRecord,
+    Transition,
+)
+from belfry.core.states import Actor, RunState
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    # -- jobs -------------------------------------------------------------------------------
+    async def apply_jobs(
+        self, writes: Sequence[JobWrite], delete_ids: Sequence[int], now: datetime
+    ) -> None:
+        """Create, replace and delete jobs in one transaction.
+
+        A write with ``job_id`` None creates a job (``(group, name)`` must be new, else
+        ValueError and nothing changes); with a ``job_id`` it replaces that job's spec and,
+        if ``reset_cursor``, its cursor. Deleting a job deletes its runs, events and output.
+        A job's ``paused`` column follows ``spec.paused`` on every write.
+        """
+        ...
+
+    async def list_jobs(self, group: str | None = None) -> list[JobRecord]:
+        """All jobs (of ``group``), ordered by group then name."""
+        ...
+
+    async def get_job(self, group: str, name: str) -> JobRecord | None: ...
+
+    async def get_jobs(self, job_ids: Sequence[int]) -> dict[int, JobRecord]:
+        """The jobs with these ids that exist, by id."""
+        ...
+
+    async def set_paused(
+        self, job_id: int, paused: bool, note: str | None, now: datetime
+    ) -> JobRecord | None:
+        """Pause or resume a job (None if it does not exist)."""
+        ...
+
+    async def due_jobs(self, until: datetime, limit: int) -> list[JobRecord]:
+        """Jobs whose cursor is at or before ``until``, earliest first, at most ``limit``.
+
+        Served by an index on the cursor: cost grows with the due jobs, not all jobs.
+        """
+        ...
+
+    async def next_cursor(self) -> datetime | None:
+        """The earliest cursor of any job (None when no job has one)."""
+        ...
+
+    async def advance_jobs(self, advances: Sequence[JobAdvance], now: datetime) -> int:
+        """For each advance whose job's cursor still equals ``expected_cursor``: move the
+        cursor and insert its runs, each with a creation event by the scheduler. An
+        occurrence key ``(job_id, scheduled_for, attempt)`` that already exists is left
+        as it is (never a second run). Returns the number of advances applied.
+        """
+        ...
+
+    # -- runs -------------------------------------------------------------------------------
+    async def create_runs(
+        self, runs: Sequence[NewRun], actor: Actor, now: datetime
+    ) -> list[RunRecord]:
+        """Insert runs (manual triggers, retries) with a creation event each; runs whose
+        occurrence key exists are not inserted and not returned."""
+        ...
+
+    async def get_run(self, run_id: int) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        job_id: int | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest (highest id) first; filters combine with AND."""
+        ...
+
+    async def due_runs(self, until: datetime, limit: int) -> list[RunRecord]:
+        """Scheduled runs whose ``not_before`` is at or before ``until``, earliest first."""
+        ...
+
+    async def next_run_due(self) -> datetime | None:
+        """The earliest ``not_before`` of any scheduled run."""
+        ...
+
+    async def runs_in_states(
+        self, states: Sequence[RunState], job_ids: Sequence[int] | None = None
+    ) -> list[RunRecord]:
+        """Every run in one of ``states`` (of those jobs), oldest first."""
+        ...
+
+    async def transition(
+        self,
+        changes: Sequence[Transition],
+        now: datetime,
+        new_runs: Sequence[NewRun] = (),
+    ) -> list[RunRecord]:
+        """Apply each change whose run is still in one of its ``expected`` states, with an
+        event row each, and insert ``new_runs`` (retries), all in one transaction.
+
+        Entering ``claimed`` sets ``claimed_at`` and ``worker``; ``running`` sets
+        ``started_at``, ``host`` and ``pid``; a final state sets ``finished_at`` and
+        ``exit_code``. Returns the runs that changed, as they are now.
+        """
+        ...
+
+    async def request_kill(self, run_id: int, actor: Actor, now: datetime) -> RunRecord | None:
+        """Flag an active run to be killed (recorded as an event); None if the run is not
+        claimed or running."""
+        ...
+
+    async def run_events(self, run_id: int) -> list[RunEvent]:
+        """A run's events in the order they happened."""
+        ...
+
+    async def append_output(self, chunks: Sequence[OutputChunk]) -> None:
+        """Store output chunks; a chunk whose ``(run_id, seq)`` exists is ignored."""
+        ...
+
+    async def read_output(
+        self, run_id: int, after_seq: int = -1, limit: int = 1000
+    ) -> list[OutputChunk]:
+        """A run's chunks with ``seq > after_seq``, in order."""
+        ...
+
+    async def prune_runs(
+        self,
+        job_id: int,
+        keep_runs: int | None,
+        finished_before: datetime | None,
+        batch: int,
+    ) -> int:
+        """Delete up to ``batch`` finished runs of the job (with their events and output)
+        that are beyond the newest ``keep_runs`` finished runs or finished before
+        ``finished_before``. Never deletes a run that is not in a final state. Returns the
+        number deleted.
+        """
+        ...
+
+    # -- tokens -----------------------------------------------------------------------------
+    async def create_token(
+        self, name: str, role: str, pools: Sequence[str], secret_hash: str, now: datetime
+    ) -> TokenRecord: ...
+
+    async def find_token(self, secret_hash: str) -> TokenRecord | None: ...
+
+    async def count_tokens(self) -> int: ...
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
