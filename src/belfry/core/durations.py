@@ -1,13 +1,15 @@
-"""Human durations: ``90s``, ``5m``, ``1h30m``, ``2d``, ``500ms``."""
+"""Human durations: ``90s``, ``5m``, ``1h30m``, ``2d``, ``500ms``, ``5 minutes``."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 __all__ = ["format_duration", "parse_duration"]
 
 _UNITS = {
+    "us": timedelta(microseconds=1),
     "ms": timedelta(milliseconds=1),
     "s": timedelta(seconds=1),
     "m": timedelta(minutes=1),
@@ -15,49 +17,100 @@ _UNITS = {
     "d": timedelta(days=1),
     "w": timedelta(weeks=1),
 }
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WORDS = {
-    "second": "s", "seconds": "s", "sec": "s", "secs": "s",
-    "minute": "m", "minutes": "m", "min": "m", "mins": "m",
-    "hour": "h", "hours": "h", "day": "d", "days": "d", "week": "w", "weeks": "w",
+    "microsecond": "us",
+    "microseconds": "us",
+    "millisecond": "ms",
+    "milliseconds": "ms",
+    "msec": "ms",
+    "msecs": "ms",
+    "second": "s",
+    "seconds": "s",
+    "sec": "s",
+    "secs": "s",
+    "minute": "m",
+    "minutes": "m",
+    "min": "m",
+    "mins": "m",
+    "hour": "h",
+    "hours": "h",
+    "hr": "h",
+    "hrs": "h",
+    "day": "d",
+    "days": "d",
+    "week": "w",
+    "weeks": "w",
 }
+# One "<number><unit>" part, units spelled short (1h30m) or long (1 hour 30 minutes).
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
+_HINT = "use e.g. 90s, 5m, 1h30m, 2d or 5 minutes"
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _not_a_duration(text: object) -> ValueError:
+    return ValueError(f"not a duration: {_shown(text)} ({_HINT})")
 
 
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse ``1h30m``-style text (or a number of seconds) into a positive timedelta.
 
-    Raises ValueError with a message fit to show the user.
+    Raises ValueError with a message fit to show the user (also for values too large).
     """
     if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+        raise _not_a_duration(text)
     if isinstance(text, int | float):
-        if text <= 0:
-            raise ValueError(f"duration must be positive, got {text}")
-        return timedelta(seconds=text)
+        if not math.isfinite(text) or text <= 0:
+            raise ValueError(f"duration must be a positive number of seconds, got {text!r}")
+        try:
+            value = timedelta(seconds=text)
+        except OverflowError:
+            raise ValueError(f"duration too long: {text!r} seconds") from None
+        if value <= timedelta():
+            raise ValueError(f"duration must be positive, got {text!r}")
+        return value
+    if not isinstance(text, str):
+        raise _not_a_duration(text)
     compact = text.strip().lower()
-    # "5 minutes" / "1 hour": the spelled-out form AWS rate() and people use.
-    spelled = re.fullmatch(r"(\d+)\s*([a-z]+)", compact)
-    if spelled and spelled.group(2) in _WORDS:
-        compact = spelled.group(1) + _WORDS[spelled.group(2)]
-    compact = compact.replace(" ", "")
-    if not compact or _PART.sub("", compact):
-        raise ValueError(
-            f"not a duration: {text!r} (use e.g. 90s, 5m, 1h30m, 2d)"
-        )
     total = timedelta()
-    for number, unit in _PART.findall(compact):
-        total += float(number) * _UNITS[unit]
+    position = 0
+    if not compact:
+        raise _not_a_duration(text)
+    while position < len(compact):
+        part = _PART.match(compact, position)
+        if not part:
+            raise _not_a_duration(text)
+        number, word = part.groups()
+        unit = word if word in _UNITS else _WORDS.get(word)
+        if unit is None:
+            raise ValueError(f"not a duration: {_shown(text)}: unknown unit {word!r} ({_HINT})")
+        try:
+            total += float(number) * _UNITS[unit]
+        except (OverflowError, ValueError):
+            raise ValueError(f"duration too long: {_shown(text)}") from None
+        position = part.end()
     if total <= timedelta():
-        raise ValueError(f"duration must be positive, got {text!r}")
+        raise ValueError(f"duration must be positive, got {_shown(text)}")
     return total
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest ``1h30m``-style text that parses back to ``value``."""
-    milliseconds = round(value.total_seconds() * 1000)
-    if milliseconds % 1000:
-        return f"{milliseconds}ms"
-    seconds = milliseconds // 1000
+    """The shortest ``1h30m``-style text that parses back to ``value`` exactly.
+
+    Whole seconds use d/h/m/s (``1d2h``, ``90s`` is ``1m30s``); a fraction of a second is
+    written in ``ms`` (``1500ms``) or, below a millisecond, in ``us``.
+    """
+    if value < timedelta():
+        return "-" + format_duration(-value)
+    microseconds = value // timedelta(microseconds=1)
+    if microseconds % 1000:
+        return f"{microseconds}us"
+    if microseconds % 1_000_000:
+        return f"{microseconds // 1000}ms"
+    seconds = microseconds // 1_000_000
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from belfry.core.states import RunState
 
-__all__ = ["Outcome", "RunOrder", "judge"]
+__all__ = ["Assignment", "Outcome", "RunOrder", "judge"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,17 @@ def judge(
         signal_note = (
             f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else None
         )
-        return Outcome(
-            RunState.FAILED, exit_code, signal_note or f"exit code {exit_code}"
-        )
+        return Outcome(RunState.FAILED, exit_code, signal_note or f"exit code {exit_code}")
     if failure_matched is not None:
         return Outcome(
             RunState.FAILED, exit_code, f"failure_pattern matched: {failure_matched[:200]}"
         )
     return Outcome(RunState.SUCCEEDED, exit_code)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A server's answer to a worker asking for work: runs to start, runs to kill."""
+
+    orders: list[RunOrder] = field(default_factory=list)
+    kills: list[int] = field(default_factory=list)

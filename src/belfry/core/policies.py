@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from belfry.core.durations import format_duration
 from belfry.core.jobs import MisfirePolicy, OverlapPolicy, RetrySpec
-from belfry.core.schedules import Schedule
+from belfry.core.schedules import Schedule, format_instant
 
 __all__ = [
     "MISFIRE_GRACE",
@@ -60,10 +60,17 @@ def plan_occurrences(
     """Decide every occurrence in ``[cursor, now + horizon]``: each is fired or skipped.
 
     ``cursor`` is the job's first occurrence not yet handled. At most ``limit``
-    occurrences are handled per call; ``next_cursor`` says where the next call resumes.
+    occurrences are handled per call; ``next_cursor`` says where the next call resumes, and
+    successive calls (with the same ``now``) decide exactly as one unlimited call would.
     Occurrences up to ``horizon`` ahead are fired early (the worker starts them exactly at
-    their instant); late ones follow the misfire policy within the starting deadline.
+    their instant). An occurrence more than ``grace`` late is a misfire: more than
+    ``starting_deadline`` late, it is skipped; otherwise the misfire policy decides:
+    ``skip`` skips it, ``run_once`` fires only the latest misfire (the others are skipped
+    as coalesced into it), ``run_all`` fires the latest ``misfire_max`` misfires.
+    A paused job skips every occurrence (including the early ones).
     """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     instants: list[datetime] = []
     upcoming: datetime | None = cursor
     while upcoming is not None and upcoming <= now + horizon and len(instants) < limit:
@@ -94,17 +101,33 @@ def plan_occurrences(
     if misfire is MisfirePolicy.SKIP:
         plan.skip.extend(Skip(instant, "misfire: skip policy") for instant in late)
     else:
-        keep = 1 if misfire is MisfirePolicy.RUN_ONCE else misfire_max
-        dropped, caught_up = late[:-keep], late[-keep:]
-        reason = (
-            f"misfire: coalesced into the run for {_rfc3339(caught_up[-1])}"
-            if misfire is MisfirePolicy.RUN_ONCE
-            else f"misfire: more than {misfire_max} missed occurrences"
-        )
+        keep = 1 if misfire is MisfirePolicy.RUN_ONCE else max(misfire_max, 0)
+        # Misfires beyond this call's limit are later, so they take precedence.
+        later = _count_misfires(schedule, upcoming, now - grace, keep)
+        keep = min(max(keep - later, 0), len(late))
+        dropped, caught_up = late[: len(late) - keep], late[len(late) - keep :]
+        if misfire is MisfirePolicy.RUN_ALL:
+            reason = f"misfire: more than {misfire_max} missed occurrences"
+        elif caught_up:
+            reason = f"misfire: coalesced into the run for {_rfc3339(caught_up[-1])}"
+        else:
+            reason = "misfire: coalesced into the run for a later missed occurrence"
         plan.skip.extend(Skip(instant, reason) for instant in dropped)
         plan.fire[:0] = caught_up
     plan.skip.sort(key=lambda skip: skip.scheduled_for)
     return plan
+
+
+def _count_misfires(
+    schedule: Schedule, upcoming: datetime | None, late_before: datetime, most: int
+) -> int:
+    """How many occurrences from ``upcoming`` on are earlier than ``late_before``
+    (counting no further than ``most``)."""
+    count = 0
+    while upcoming is not None and upcoming < late_before and count < most:
+        count += 1
+        upcoming = schedule.next_after(upcoming)
+    return count
 
 
 def _whole_seconds(value: timedelta) -> timedelta:
@@ -112,7 +135,7 @@ def _whole_seconds(value: timedelta) -> timedelta:
 
 
 def _rfc3339(instant: datetime) -> str:
-    return instant.isoformat().replace("+00:00", "Z")
+    return format_instant(instant)
 
 
 class OverlapVerdict(StrEnum):
@@ -132,12 +155,21 @@ def decide_overlap(
     policy: OverlapPolicy, *, active: int, waiting_ahead: int, queue_max: int
 ) -> OverlapDecision:
     """What to do with a due run given ``active`` runs of the same job in flight and
-    ``waiting_ahead`` older runs of the job already waiting for them."""
+    ``waiting_ahead`` older runs of the job already waiting for them.
+
+    ``allow`` starts it anyway; ``forbid`` skips it; ``replace`` kills the active runs and
+    starts it; ``queue`` lets it wait behind at most ``queue_max`` waiting runs, else
+    skips it. With nothing active and nothing waiting, every policy starts it.
+    """
+    if active < 0 or waiting_ahead < 0:
+        raise ValueError("active and waiting_ahead cannot be negative")
     if active == 0 and waiting_ahead == 0:
         return OverlapDecision(OverlapVerdict.START)
     if policy is OverlapPolicy.ALLOW:
         return OverlapDecision(OverlapVerdict.START)
     if policy is OverlapPolicy.FORBID:
+        if active == 0:
+            return OverlapDecision(OverlapVerdict.SKIP, "overlap: an earlier run is still waiting")
         return OverlapDecision(OverlapVerdict.SKIP, "overlap: previous run still active")
     if policy is OverlapPolicy.REPLACE:
         return OverlapDecision(OverlapVerdict.REPLACE, "overlap: replaced by a newer run")
@@ -150,9 +182,21 @@ def decide_overlap(
 
 def retry_delay(policy: RetrySpec, failed_attempt: int, spread: float) -> timedelta | None:
     """Delay before the next attempt after ``failed_attempt`` (1-based) failed, or None
-    when no attempt is left. ``spread`` in [0, 1) adds up to 20% jitter."""
+    when no attempt is left (``policy.max`` retries after the first attempt).
+
+    The delay doubles per attempt from ``backoff`` up to ``max_backoff``; ``spread`` in
+    [0, 1) then adds up to 20% jitter (clamped), so retries of many runs do not stampede.
+    """
+    if failed_attempt < 1:
+        raise ValueError(f"attempts are numbered from 1, got {failed_attempt}")
+    spread = min(max(spread, 0.0), 1.0)  # a misbehaving jitter source cannot go wild
     if failed_attempt > policy.max:
         return None
-    base: timedelta = policy.backoff * (2 ** (failed_attempt - 1))
-    capped: timedelta = min(base, policy.max_backoff)
+    cap = max(policy.max_backoff, timedelta())
+    doublings = failed_attempt - 1
+    # Compare in seconds before multiplying: 2**99 backoffs overflow a timedelta.
+    if policy.backoff.total_seconds() * 2.0**doublings >= cap.total_seconds():
+        capped = cap
+    else:
+        capped = policy.backoff * 2**doublings
     return capped * (1 + 0.2 * spread)

@@ -2,31 +2,49 @@
 
 Every schedule answers one question, ``next_after(instant)``: the first nominal instant
 strictly after ``instant``, as an aware UTC datetime, or None when there are no more.
-Time zones follow Debian cron's DST rules (cronsim implements them for fixed-time
-expressions): a fixed-time occurrence that falls in a spring-forward gap runs right after
-the gap; one in the repeated autumn hour runs once; schedules with a wildcard hour (or with
-seconds) run at every real instant that matches, in both passes of a repeated hour.
+
+Cron expressions are evaluated on the wall clock of the job's IANA zone, with Debian
+cron's DST rules (DESIGN.md guarantee 6):
+
+* A *fixed-time* expression, one whose minute and hour fields do not start with ``*``
+  (``30 2 * * *``, ``0 9-17 * * MON-FRI``, also with a seconds field), runs once per
+  matching wall-clock time: a time skipped by a spring-forward gap runs right after the gap
+  (at the first real instant, e.g. 03:00), and a time of a repeated autumn hour runs once,
+  in its first pass.
+* Every other expression (``*/15 * * * *``, ``0 */2 * * *``, ``* 2 * * *``) runs at every
+  real instant whose wall-clock time matches: in both passes of a repeated hour, and never
+  in a gap.
+
+cronsim matches the fields (on a naive wall clock); this module maps wall-clock times to
+real instants. It assumes, as tzdata does for every zone, that a zone never changes its UTC
+offset and changes it back within one day.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from belfry.core.durations import format_duration, parse_duration
+from belfry.core.durations import parse_duration
 
 __all__ = [
     "CronSchedule",
     "IntervalSchedule",
     "OneOffSchedule",
+    "RepeatingSchedule",
     "Schedule",
     "ScheduleError",
     "describe",
+    "format_instant",
+    "humanize_interval",
     "next_instants",
     "parse_schedule",
     "parse_timezone",
@@ -42,21 +60,40 @@ _ALIASES = {
     "@hourly": "0 * * * *",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# How far (in wall-clock time) a fold can move an instant: the largest DST shift in tzdata.
-_FOLD_WINDOW = timedelta(hours=2)
+_MICROSECOND = timedelta(microseconds=1)
+# Offsets are probed this far apart when looking for a zone's next offset change.
+_PROBE_STEP = timedelta(days=1)
+# Zones whose offset never changes: cron maths runs directly on UTC.
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
+# A zone name whose meaning depends on the host, not on tzdata.
+_HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 class ScheduleError(ValueError):
     """A schedule or time zone the user wrote that Belfry cannot understand."""
 
 
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def parse_timezone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as error:
-        raise ScheduleError(
-            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC)"
-        ) from error
+    """The IANA zone called ``name``; ScheduleError (with a suggestion) if there is none."""
+    if isinstance(name, str) and name not in _HOST_ZONES:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    hint = "use an IANA name such as Europe/Berlin or UTC"
+    if isinstance(name, str) and name.strip():
+        lowered = {zone.lower(): zone for zone in _known_zones()}
+        close = lowered.get(name.strip().lower()) or next(
+            iter(difflib.get_close_matches(name.strip(), sorted(_known_zones()), n=1)), None
+        )
+        if close:
+            hint = f"did you mean {close}?"
+    raise ScheduleError(f"unknown time zone {name!r} ({hint})")
 
 
 class Schedule(ABC):
@@ -75,9 +112,76 @@ class Schedule(ABC):
 
 
 def _utc(instant: datetime) -> datetime:
-    if instant.tzinfo is None:
+    if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError("naive datetime: Belfry only computes with aware instants")
     return instant.astimezone(UTC)
+
+
+def format_instant(instant: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``: ``2027-01-01T10:00:00Z``."""
+    return _utc(instant).isoformat().replace("+00:00", "Z")
+
+
+def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None  # ZoneInfo always knows the offset of a real instant
+    return offset
+
+
+def _first_change(
+    zone: ZoneInfo, lower: datetime, upper: datetime, offset: timedelta
+) -> datetime | None:
+    """The first instant in ``(lower, upper]`` whose UTC offset is not ``offset``."""
+    good = lower
+    while good < upper:
+        probe = min(good + _PROBE_STEP, upper)
+        if _offset(zone, probe) != offset:
+            bad = probe
+            while bad - good > _MICROSECOND:
+                middle = good + (bad - good) // 2
+                if _offset(zone, middle) != offset:
+                    bad = middle
+                else:
+                    good = middle
+            return bad
+        good = probe
+    return None
+
+
+_FIELD_NAMES = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
+_FIELD_HELP = {
+    "second": "0-59",
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31, L or LW",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 or SUN-SAT, also 5L (last Friday) or MON#2 (second Monday)",
+}
+
+
+def _cron_error(expression: str, fields: str, error: Exception) -> ScheduleError:
+    parts = fields.split()
+    if len(parts) == 5:
+        parts.insert(0, "0")
+    message = str(error)
+    name = message[4:] if message.startswith("Bad ") else ""
+    if name not in _FIELD_NAMES or len(parts) != 6:
+        return ScheduleError(f"invalid cron expression {expression!r}: {message}")
+    index = _FIELD_NAMES.index(name)
+    text = parts[index]
+    alone = ["0", "0", "0", "*", "*", "*"]
+    alone[index] = text
+    try:
+        CronSim(" ".join(alone), datetime(2000, 1, 1, tzinfo=UTC))
+    except (CronSimError, ValueError, IndexError, KeyError):
+        detail = f"bad {name} field {text!r} (allowed: {_FIELD_HELP[name]})"
+        if "?" in text:
+            detail += "; '?' is Quartz syntax, use '*'"
+        elif name == "day-of-month" and "W" in text.upper():
+            detail += "; of the W forms only LW (last weekday of the month) is supported"
+    else:
+        detail = f"day-of-month {text!r} never occurs in month {parts[4]!r}"
+    return ScheduleError(f"invalid cron expression {expression!r}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -88,64 +192,130 @@ class CronSchedule(Schedule):
 
     def __post_init__(self) -> None:
         try:
-            CronSim(self.fields, datetime(2000, 1, 1, tzinfo=self.zone))
+            CronSim(self.fields, datetime(2000, 1, 1, tzinfo=UTC))
         except (CronSimError, ValueError, IndexError, KeyError) as error:
-            raise ScheduleError(f"invalid cron expression {self.expression!r}: {error}") from error
+            raise _cron_error(self.expression, self.fields, error) from error
 
     @property
-    def _debian_fixed_time(self) -> bool:
-        # cronsim applies Debian's fixed-time DST rules to 5-field expressions whose minute
-        # and hour are both fixed; every other expression matches real local instants.
+    def fixed_time(self) -> bool:
+        """Debian cron's "fixed-time job": minute and hour fields do not start with ``*``."""
         parts = self.fields.split()
-        return len(parts) == 5 and not parts[0].startswith("*") and not parts[1].startswith("*")
+        minute, hour = parts[-5], parts[-4]
+        return not minute.startswith("*") and not hour.startswith("*")
 
     def next_after(self, instant: datetime) -> datetime | None:
         after = _utc(instant)
-        if self.zone.key == "UTC":
-            return _utc(next(CronSim(self.fields, after)))
-        if self._debian_fixed_time:
-            # cronsim works on the naive wall clock here; results of the repeated hour that
-            # lie before ``after`` are skipped, which makes that hour run once.
-            iterator = CronSim(self.fields, after.astimezone(self.zone))
-            for local in iterator:
-                candidate = _utc(local)
-                if candidate > after:
-                    return candidate
-            return None  # pragma: no cover - cronsim iterators are infinite
-        return self._next_real_instant(after)
+        try:
+            if self.zone.key in _UTC_KEYS:
+                return self._next_wall(after)
+            if self.fixed_time:
+                return self._next_fixed_time(after)
+            return self._next_real_instant(after)
+        except OverflowError:  # past datetime.max: the schedule has ended
+            return None
+
+    def _walls(self, wall: datetime) -> Iterator[datetime]:
+        """Matching wall-clock times strictly after ``wall`` (naive, tagged UTC)."""
+        iterator = CronSim(self.fields, wall)
+        while True:
+            try:
+                yield next(iterator)
+            except StopIteration:  # cronsim gives up after 50 years without a match
+                return
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        return next(self._walls(wall), None)
+
+    def _next_fixed_time(self, after: datetime) -> datetime | None:
+        # A matching wall time maps to its real instant (the first pass when repeated; the
+        # end of the gap when skipped). That map never decreases, so the first wall time
+        # after ``after``'s own wall time whose instant is later than ``after`` is the one.
+        local = after.astimezone(self.zone)
+        for wall in self._walls(local.replace(tzinfo=UTC, fold=0)):
+            candidate = self._resolve_fixed_time(wall)
+            if candidate > after:
+                return candidate
+        return None
+
+    def _resolve_fixed_time(self, wall: datetime) -> datetime:
+        naive = wall.replace(tzinfo=None, fold=0)
+        first = naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+        if first.astimezone(self.zone).replace(tzinfo=None) == naive:
+            return first  # a real wall time; in a repeated hour, its first pass
+        # Inside a spring-forward gap: fold=1 reads the wall time with the offset from
+        # after the gap, fold=0 with the one from before, so the gap's end lies between.
+        before = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        end = _first_change(self.zone, before, first, _offset(self.zone, before))
+        return end if end is not None else first
 
     def _next_real_instant(self, after: datetime) -> datetime | None:
-        """Next matching real instant, counting both passes of a repeated hour."""
-        wall = after.astimezone(self.zone).replace(tzinfo=None, fold=0)
-        iterator = CronSim(self.fields, (wall - _FOLD_WINDOW).replace(tzinfo=UTC))
-        best: datetime | None = None
-        for naive in iterator:
-            naive = naive.replace(tzinfo=None)
-            if best is not None and naive > best.astimezone(self.zone).replace(
-                tzinfo=None
-            ) + _FOLD_WINDOW:
-                return best
-            for fold in (0, 1):
-                local = naive.replace(tzinfo=self.zone, fold=fold)
-                real = _utc(local)
-                if real.astimezone(self.zone).replace(tzinfo=None) != naive:
-                    continue  # imaginary wall time inside a spring-forward gap
-                if real > after and (best is None or real < best):
-                    best = real
-        return best  # pragma: no cover - cronsim iterators are infinite
+        """Next real instant whose wall-clock time matches, counting both passes of a
+        repeated hour: walk the zone's stretches of constant UTC offset, in each of which
+        wall-clock time is UTC shifted by that offset."""
+        lower, offset = after, _offset(self.zone, after)
+        while True:
+            wall = self._next_wall((lower + offset).replace(tzinfo=UTC))
+            if wall is None:
+                return None
+            candidate = wall - offset
+            change = _first_change(self.zone, lower, candidate, offset)
+            if change is None:
+                return candidate
+            # The offset changes before that candidate: resume at the change.
+            lower, offset = change - _MICROSECOND, _offset(self.zone, change)
 
     def describe(self) -> str:
-        try:
-            words = CronSim(self.fields, datetime(2000, 1, 1, tzinfo=UTC)).explain()
-        except Exception:  # noqa: BLE001 - explain() is best effort; the schedule is valid
-            words = f"cron {self.fields}"
-        return words
+        return _describe_cron(self.fields)
+
+
+_EVERY_NTH = re.compile(r"\*/(\d+)")
+
+
+def _describe_cron(fields: str) -> str:
+    parts = fields.split()
+    # cronsim says "Every 15th minute of every hour"; say "Every 15 minutes" where exact.
+    rest_star = all(part == "*" for part in parts[1:])
+    step = _EVERY_NTH.fullmatch(parts[0])
+    if rest_star and step and 60 % int(step.group(1)) == 0 and int(step.group(1)) > 1:
+        unit = "minutes" if len(parts) == 5 else "seconds"
+        return f"Every {int(step.group(1))} {unit}"
+    if len(parts) == 6 and parts[0] == "0" and all(part == "*" for part in parts[2:]):
+        minutes = _EVERY_NTH.fullmatch(parts[1])
+        if parts[1] == "*":
+            return "Every minute"
+        if minutes and 60 % int(minutes.group(1)) == 0 and int(minutes.group(1)) > 1:
+            return f"Every {int(minutes.group(1))} minutes"
+    try:
+        words = str(CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC)).explain())
+    except Exception:  # explain() is best effort; the expression itself is valid
+        words = f"cron {fields}"
+    return words
+
+
+_UNIT_WORDS = (
+    (timedelta(weeks=1), "week"),
+    (timedelta(days=1), "day"),
+    (timedelta(hours=1), "hour"),
+    (timedelta(minutes=1), "minute"),
+    (timedelta(seconds=1), "second"),
+)
+
+
+def humanize_interval(interval: timedelta) -> str:
+    """``Every 90 seconds``, ``Every hour``, ``Every 90 minutes``, ``Every 2 days``."""
+    for size, word in _UNIT_WORDS:
+        count, remainder = divmod(interval, size)
+        if count and not remainder:
+            return f"Every {word}" if count == 1 else f"Every {count} {word}s"
+    milliseconds = interval // timedelta(milliseconds=1)
+    return f"Every {milliseconds} milliseconds"
 
 
 @dataclass(frozen=True)
 class IntervalSchedule(Schedule):
     """``every 5m`` / ``rate(5 minutes)``: instants aligned to multiples of the interval
-    since the Unix epoch, so every replica and every restart computes the same ones."""
+    since the Unix epoch, so every replica and every restart computes the same ones (and
+    ``every 1d`` fires at 00:00 UTC, whatever the zone)."""
 
     expression: str
     zone: ZoneInfo
@@ -160,10 +330,13 @@ class IntervalSchedule(Schedule):
     def next_after(self, instant: datetime) -> datetime | None:
         elapsed = _utc(instant) - _EPOCH
         steps = elapsed // self.interval + 1
-        return _EPOCH + steps * self.interval
+        try:
+            return _EPOCH + steps * self.interval
+        except OverflowError:
+            return None
 
     def describe(self) -> str:
-        return f"Every {format_duration(self.interval)}"
+        return humanize_interval(self.interval)
 
 
 @dataclass(frozen=True)
@@ -178,10 +351,75 @@ class OneOffSchedule(Schedule):
         return self.instant if self.instant > _utc(instant) else None
 
     def describe(self) -> str:
-        return f"Once, at {self.instant.isoformat().replace('+00:00', 'Z')}"
+        return f"Once, at {format_instant(self.instant)}"
+
+
+@dataclass(frozen=True)
+class RepeatingSchedule(Schedule):
+    """ISO 8601 repeating interval ``R[n]/<start>/<duration>`` (as in Chronos): ``start``
+    and then every ``period`` (an exact duration), ``repetitions`` times in all, or forever
+    when ``R`` has no number."""
+
+    expression: str
+    zone: ZoneInfo
+    start: datetime
+    period: timedelta
+    repetitions: int | None
+
+    def __post_init__(self) -> None:
+        if self.period < timedelta(seconds=1) or self.period % timedelta(seconds=1):
+            raise ScheduleError(
+                f"invalid period in {self.expression!r}: use whole seconds, at least PT1S"
+            )
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        after = _utc(instant)
+        index = 0 if after < self.start else (after - self.start) // self.period + 1
+        if self.repetitions is not None and index >= self.repetitions:
+            return None
+        try:
+            return self.start + index * self.period
+        except OverflowError:
+            return None
+
+    def describe(self) -> str:
+        words = f"{humanize_interval(self.period)} from {format_instant(self.start)}"
+        if self.repetitions is None:
+            return words
+        times = "once" if self.repetitions == 1 else f"{self.repetitions} times"
+        return f"{words}, {times}"
 
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+([a-z]+)\s*\)", re.IGNORECASE)
+_REPEATING = re.compile(r"R(\d*)/([^/]+)/(P[^/]+)", re.IGNORECASE)
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?",
+    re.IGNORECASE,
+)
+
+
+def _parse_instant(text: str, zone: ZoneInfo, expression: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ScheduleError(
+            f"invalid instant in {expression!r}: {error} (use e.g. 2027-01-01T10:00:00Z)"
+        ) from error
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return _utc(when)
+
+
+def _parse_iso_duration(text: str, expression: str) -> timedelta:
+    match = _ISO_DURATION.fullmatch(text)
+    if not match or text.upper() in ("P", "PT") or text.upper().endswith("T"):
+        raise ScheduleError(
+            f"invalid duration {text!r} in {expression!r}: use e.g. PT1H, PT30M, P1D or P1W "
+            "(years and months are not exact durations; use cron for calendar schedules)"
+        )
+    values = {unit: int(value) for unit, value in match.groupdict(default="0").items()}
+    return timedelta(**values)
 
 
 def parse_schedule(expression: str, timezone: str = "UTC") -> Schedule:
@@ -193,30 +431,48 @@ def parse_schedule(expression: str, timezone: str = "UTC") -> Schedule:
     lowered = text.lower()
     if lowered == "@reboot":
         raise ScheduleError(
-            "@reboot is not supported: Belfry schedules are about time, not host boots"
+            "@reboot is not supported: Belfry schedules are about time, not host boots "
+            "(run the command from the host's init system instead)"
         )
     if lowered in _ALIASES:
         return CronSchedule(text, zone, _ALIASES[lowered])
     if lowered.startswith("every "):
         try:
             return IntervalSchedule(text, zone, parse_duration(text[6:]))
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:
+            if isinstance(error, ScheduleError):
+                raise
             raise ScheduleError(f"invalid schedule {text!r}: {error}") from error
-    rate = _RATE.fullmatch(text)
-    if rate:
+    if lowered.startswith("rate("):
+        rate = _RATE.fullmatch(text)
+        if not rate:
+            raise ScheduleError(
+                f"invalid schedule {text!r}: write rate(<number> <unit>), e.g. rate(5 minutes)"
+            )
         try:
             interval = parse_duration(f"{rate.group(1)} {rate.group(2).lower()}")
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:
             raise ScheduleError(f"invalid schedule {text!r}: {error}") from error
         return IntervalSchedule(text, zone, interval)
     if lowered.startswith("at "):
+        return OneOffSchedule(text, zone, _parse_instant(text[3:], zone, text))
+    repeating = _REPEATING.fullmatch(text)
+    if repeating:
+        count, start, period = repeating.groups()
+        if count and int(count) == 0:
+            raise ScheduleError(f"invalid schedule {text!r}: R0 never runs; use R1 for once")
         try:
-            when = datetime.fromisoformat(text[3:].strip().replace("Z", "+00:00"))
-        except ValueError as error:
-            raise ScheduleError(f"invalid instant in {text!r}: {error}") from error
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=zone)
-        return OneOffSchedule(text, zone, _utc(when))
+            duration = _parse_iso_duration(period, text)
+        except OverflowError as error:
+            raise ScheduleError(f"invalid schedule {text!r}: period too long") from error
+        return RepeatingSchedule(
+            text, zone, _parse_instant(start, zone, text), duration, int(count) if count else None
+        )
+    if lowered.startswith("r") and "/" in text:
+        raise ScheduleError(
+            f"invalid schedule {text!r}: an ISO 8601 repeating interval is "
+            "R[n]/<start>/<duration>, e.g. R/2027-01-01T00:00:00Z/PT1H"
+        )
     if lowered.startswith("@"):
         raise ScheduleError(
             f"unknown schedule alias {text!r} (known: {', '.join(sorted(_ALIASES))})"
@@ -244,7 +500,8 @@ def next_instants(schedule: Schedule, after: datetime, count: int) -> list[datet
 
 
 def describe(schedule: Schedule) -> str:
+    """The schedule in words, naming the zone its wall-clock times are read in."""
     words = schedule.describe()
-    if schedule.zone.key != "UTC" and not isinstance(schedule, OneOffSchedule):
+    if isinstance(schedule, CronSchedule):
         words += f" ({schedule.zone.key})"
     return words

@@ -86,9 +86,7 @@ def is_final(state: RunState) -> bool:
 
 def allowed_sources(target: RunState) -> frozenset[RunState]:
     """Every state from which ``target`` may be entered (used for compare-and-set updates)."""
-    return frozenset(
-        source for source, targets in _ALLOWED.items() if source and target in targets
-    )
+    return frozenset(source for source, targets in _ALLOWED.items() if source and target in targets)
 
 
 def check_transition(current: RunState | None, target: RunState) -> None:

@@ -1,0 +1,42 @@
+# Belfry — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LISTEN ?= 127.0.0.1:7711
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed ## Start a single-node server (SQLite, embedded worker) with examples/jobs.yaml applied
+	@scripts/run-local.sh $(LISTEN)
+
+test: $(BIN)/.installed ## Run the whole test suite (SQLite and PostgreSQL)
+	@scripts/ensure-postgres.sh
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed ## ruff, mypy --strict, import-linter layer contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(BIN)/.installed ## Format and auto-fix
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(BIN)/.installed ## Schedule-to-start latency, SQLite and PostgreSQL (prints a table)
+	@scripts/ensure-postgres.sh
+	$(BIN)/python bench/fire_latency.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,230 @@
+"""Schedule-to-start latency of a single-node Belfry, against the floor set by spawning.
+
+For N jobs that each fire every second, every command appends
+``<job> <scheduled_for> <its own start time>`` to a shared file. We measure, over a window
+of whole seconds, the delay between each occurrence's nominal instant and the moment its
+command actually started, and count missed and duplicated occurrences; every run must also
+be recorded as succeeded in the store (read back through the API).
+
+The floor: a bare Python loop that, at each whole second, spawns N
+``bash -c 'echo $EPOCHREALTIME >> file'`` and nothing else.
+
+Usage: python bench/fire_latency.py [--jobs 10,100,500] [--seconds 10] [--db sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import start_server  # noqa: E402 - reuse the e2e harness
+
+PG_ADMIN = os.environ.get(
+    "BELFRY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+WARMUP = 3
+
+
+@dataclass
+class Result:
+    label: str
+    jobs: int
+    expected: int
+    started: int
+    missed: int
+    duplicated: int
+    recorded: int | None
+    latencies: list[float]
+
+    def row(self) -> list[str]:
+        lat = sorted(self.latencies) or [float("nan")]
+        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+        return [
+            self.label,
+            str(self.jobs),
+            str(self.expected),
+            str(self.missed),
+            str(self.duplicated),
+            "-" if self.recorded is None else str(self.recorded),
+            f"{p(0.5):.1f}",
+            f"{p(0.99):.1f}",
+            f"{lat[-1] * 1000:.1f}",
+        ]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def floor(jobs: int, seconds: int, workdir: Path) -> Result:
+    ledger = workdir / f"floor-{jobs}.txt"
+    ledger.write_text("")
+    script = f"echo $EPOCHREALTIME >> {ledger}"
+    children: list[subprocess.Popen[bytes]] = []
+    instants = []
+    start = int(time.time()) + 2
+    for second in range(start, start + seconds):
+        time.sleep(max(0.0, second - time.time()))
+        instants.append(second)
+        for _ in range(jobs):
+            children.append(subprocess.Popen(["bash", "-c", script]))
+        children = [c for c in children if c.poll() is None]
+    for child in children:
+        child.wait()
+    stamps = sorted(float(line) for line in ledger.read_text().split())
+    # Each start belongs to the latest whole second at or before it.
+    latencies = [stamp - max(i for i in instants if i <= stamp) for stamp in stamps]
+    return Result(
+        "floor (bare spawn loop)",
+        jobs,
+        jobs * seconds,
+        len(stamps),
+        max(0, jobs * seconds - len(stamps)),
+        0,
+        None,
+        latencies,
+    )
+
+
+def _database(kind: str, workdir: Path) -> tuple[str, str | None]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}", None
+    name = f"belfry_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{name}", name
+
+
+def _drop(name: str | None) -> None:
+    if name:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def belfry(kind: str, jobs: int, seconds: int, workdir: Path) -> Result:
+    url, dbname = _database(kind, workdir)
+    home = workdir / f"home-{kind}-{jobs}"
+    ledger = workdir / f"ledger-{kind}-{jobs}.txt"
+    ledger.write_text("")
+    server = start_server(home, url)
+    try:
+        lines = ["jobs:"]
+        for n in range(jobs):
+            lines += [
+                f"  - name: j{n:04d}",
+                '    schedule: "* * * * * *"',
+                "    retention: {keep_runs: 100000}",
+                "    command: [bash, -c, "
+                f"'echo $BELFRY_JOB $BELFRY_SCHEDULED_FOR $EPOCHREALTIME >> {ledger}']",
+            ]
+        spec = workdir / f"jobs-{kind}-{jobs}.yaml"
+        spec.write_text("\n".join(lines) + "\n")
+        applied = server.cli("apply", "-f", str(spec))
+        assert applied.returncode == 0, applied.stderr
+        window_start = int(time.time()) + WARMUP
+        window_end = window_start + seconds  # exclusive
+        time.sleep(max(0.0, window_end + 3 - time.time()))
+        recorded = _recorded(server, window_start, window_end)
+    finally:
+        server.stop()
+        _drop(dbname)
+    seen: dict[tuple[str, int], list[float]] = {}
+    for line in ledger.read_text().splitlines():
+        job, scheduled, started = line.split()
+        instant = datetime.fromisoformat(scheduled.replace("Z", "+00:00")).timestamp()
+        if window_start <= instant < window_end:
+            seen.setdefault((job, int(instant)), []).append(float(started) - instant)
+    expected = jobs * seconds
+    latencies = [values[0] for values in seen.values()]
+    duplicated = sum(len(values) - 1 for values in seen.values())
+    return Result(
+        f"belfry {kind}",
+        jobs,
+        expected,
+        len(seen),
+        expected - len(seen),
+        duplicated,
+        recorded,
+        latencies,
+    )
+
+
+def _recorded(server: object, start: int, end: int) -> int:
+    """Runs recorded as succeeded (attempt 1) for occurrences inside the window."""
+    from tests.e2e.conftest import Belfry
+
+    assert isinstance(server, Belfry)
+    count = 0
+    before = None
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=60
+    ) as client:
+        while True:
+            params: dict[str, object] = {"limit": 1000, "state": "succeeded"}
+            if before is not None:
+                params["before"] = before
+            page = client.get("/api/v1/runs", params=params).json()
+            if not page:
+                return count
+            for run in page:
+                instant = datetime.fromisoformat(run["scheduled_for"].replace("Z", "+00:00"))
+                if start <= instant.timestamp() < end and run["attempt"] == 1:
+                    count += 1
+            before = page[-1]["id"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default="10,100,500")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.jobs.split(",")]
+    kinds = args.db.split(",")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="belfry-bench-") as tmp:
+        workdir = Path(tmp)
+        for jobs in sizes:
+            results.append(floor(jobs, args.seconds, workdir))
+            print(f"measured floor N={jobs}", file=sys.stderr)
+            for kind in kinds:
+                results.append(belfry(kind, jobs, args.seconds, workdir))
+                print(f"measured {kind} N={jobs}", file=sys.stderr)
+    header = ["what", "N/s", "expected", "missed", "dup", "recorded", "p50 ms", "p99 ms", "max ms"]
+    print(
+        f"\nmachine: {platform.node()} {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, window {args.seconds}s per row, "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for result in results:
+        print("| " + " | ".join(result.row()) + " |")
+    floors = {
+        r.jobs: _percentile(r.latencies, 0.99) for r in results if r.label.startswith("floor")
+    }
+    for result in results:
+        if not result.label.startswith("floor") and result.latencies and floors.get(result.jobs):
+            ratio = _percentile(result.latencies, 0.99) / floors[result.jobs]
+            print(f"{result.label} N={result.jobs}: p99 is {ratio:.2f}x the floor")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Open a store from the URL users write: pick the async driver, connect, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
+from belfry.adapters.store.sql import WRITE_OPTION, SqlStore
+
+__all__ = ["MIGRATIONS_DIR", "database_kind", "driver_url", "open_store", "redacted_url"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+# pg_advisory_xact_lock key serialising migrations of replicas that start together.
+_MIGRATION_LOCK = 0x62656C667279  # "belfry"
+# RETURNING (3.35) and UPDATE ... FROM (3.33) carry the store's compare-and-set updates.
+_SQLITE_MINIMUM = (3, 35, 0)
+_SQLITE_BUSY_SECONDS = 10
+_SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}",
+    # A no-op once _enable_wal has switched the file (WAL is a property of the file).
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {url!r}") from None
+    if parsed.drivername not in _DRIVERS:
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r} "
+            "(use sqlite:///path.db or postgresql://user@host/db)"
+        )
+    return parsed
+
+
+def database_kind(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``; ValueError for anything else."""
+    return _DRIVERS[_parse(url).drivername].partition("+")[0]
+
+
+def redacted_url(url: str) -> str:
+    """The URL as users wrote it, with any password masked (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def driver_url(url: str) -> URL:
+    """The SQLAlchemy URL with the async driver for this database."""
+    parsed = _parse(url)
+    parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            # Each pooled connection would see its own empty database.
+            raise ValueError("in-memory SQLite is not supported; give a file path")
+    return parsed
+
+
+def _switch_to_wal(path: str) -> str:
+    connection = sqlite3.connect(path, timeout=_SQLITE_BUSY_SECONDS, isolation_level=None)
+    try:
+        return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+    finally:
+        connection.close()
+
+
+async def _enable_wal(path: str, shown: str) -> None:
+    """Switch the file to WAL before any pooled connection uses it.
+
+    Switching needs an exclusive lock, and SQLite refuses it at once (without waiting out
+    busy_timeout) while another process that is switching too holds the write lock: that
+    process finishes the switch, so retrying briefly is enough.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            mode = await asyncio.to_thread(_switch_to_wal, path)
+        except sqlite3.DatabaseError as error:
+            if "locked" in str(error) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            raise StoreUnavailable(shown, str(error)) from error
+        if mode.lower() != "wal":
+            raise StoreUnavailable(shown, f"cannot use WAL journal mode (still {mode})")
+        return
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver's implicit BEGIN (it skips DDL and SELECT); _on_begin takes over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that reads and then
+        # writes fails at once with SQLITE_BUSY instead of waiting out busy_timeout.
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgresql_engine(url: URL) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        # A replica outlives database failovers: test pooled connections before use.
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "belfry"},
+    )
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def open_store(url: str) -> SqlStore:
+    """Connect to ``url`` (``sqlite:///file.db``, ``postgresql://user@host/db``) and
+    migrate its schema to the newest version.
+
+    Raises ValueError for a URL of another kind and StoreUnavailable when the database
+    cannot be reached.
+    """
+    target = driver_url(url)
+    shown = redacted_url(url)
+    kind = target.get_backend_name()
+    if kind == "sqlite":
+        if sqlite3.sqlite_version_info < _SQLITE_MINIMUM:
+            minimum = ".".join(map(str, _SQLITE_MINIMUM))
+            raise StoreUnavailable(
+                shown, f"SQLite {sqlite3.sqlite_version} is too old (belfry needs {minimum}+)"
+            )
+        try:
+            Path(target.database or "").parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreUnavailable(shown, str(error)) from error
+        await _enable_wal(target.database or "", shown)
+        engine = _sqlite_engine(target)
+    else:
+        engine = _postgresql_engine(target)
+    try:
+        async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+            await connection.run_sync(_upgrade)
+    except UNAVAILABLE_ERRORS as error:
+        await engine.dispose()
+        raise StoreUnavailable.from_error(shown, error) from error
+    except DatabaseError as error:
+        await engine.dispose()
+        if type(error) is DatabaseError:  # e.g. SQLite "file is not a database"
+            raise StoreUnavailable.from_error(shown, error) from error
+        raise
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SqlStore(engine, shown)

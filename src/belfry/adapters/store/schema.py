@@ -1,0 +1,175 @@
+"""The store's tables, as SQLAlchemy Core metadata shared by SQLite and PostgreSQL.
+
+The migrations in ``belfry/adapters/migrations`` create exactly these tables; a test
+compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "BigId",
+    "UtcDateTime",
+    "jobs",
+    "metadata",
+    "output_chunks",
+    "run_events",
+    "runs",
+    "tokens",
+]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant: aware UTC datetimes in, aware UTC datetimes out, microseconds kept.
+
+    SQLite stores naive UTC text in one fixed-width format (so text order is time order
+    and equality is exact); PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            # A naive time has no defined instant; guessing would corrupt history.
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Ids are never reused (SQLite needs AUTOINCREMENT for that): a worker reporting on a
+# deleted run, or a link to a deleted job, must not land on a newer one.
+#
+# Run and event ids grow by hundreds per second, past 2**31 within months. SQLite needs
+# plain INTEGER for an auto-incrementing rowid primary key (which is 64-bit anyway).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Deterministic constraint names, so later migrations (and SQLite batch mode) can name them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group", String(100), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("spec", Text, nullable=False),  # JobSpec as JSON
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("pause_note", Text),
+    Column("next_fire_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("group", "name"),
+    # Ordered by (cursor, id) so due_jobs reads the index in order and stops at its limit.
+    Index(None, "next_fire_at", "id"),
+    sqlite_autoincrement=True,
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("job", String(201), nullable=False),  # "group/name", kept for history views
+    Column("scheduled_for", UtcDateTime, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("exit_code", Integer),
+    Column("worker", Text),
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("kill_requested", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    # The occurrence key: the database, not the scheduler, guarantees one run per attempt.
+    UniqueConstraint("job_id", "scheduled_for", "attempt"),
+    Index(None, "state", "not_before"),
+    Index(None, "job_id", "id"),
+    Index(None, "job_id", "state"),
+    sqlite_autoincrement=True,
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("actor", String(16), nullable=False),
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("exit_code", Integer),
+    Column("reason", Text),
+    sqlite_autoincrement=True,
+)
+
+output_chunks = Table(
+    "output_chunks",
+    metadata,
+    Column("run_id", BigId, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    # Re-sent chunks collide here and are dropped: output is stored exactly once.
+    PrimaryKeyConstraint("run_id", "seq"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("pools", Text, nullable=False),  # JSON list of pool names
+    Column("secret_hash", String(255), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,833 @@
+"""The Store port on SQLAlchemy Core (async), for SQLite and PostgreSQL alike.
+
+Correctness rests on the database, not on the caller: occurrence keys are unique, cursor
+moves and state changes are compare-and-set updates, and every method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnClause,
+    ColumnElement,
+    Integer,
+    Row,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+    update,
+    values,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
+from belfry.adapters.store.schema import (
+    UtcDateTime,
+    jobs,
+    output_chunks,
+    run_events,
+    runs,
+    tokens,
+)
+from belfry.core.jobs import JobSpec
+from belfry.core.records import (
+    JobAdvance,
+    JobRecord,
+    JobWrite,
+    NewRun,
+    OutputChunk,
+    RunEvent,
+    RunRecord,
+    TokenRecord,
+    Transition,
+    Trigger,
+)
+from belfry.core.states import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    Actor,
+    RunState,
+    check_transition,
+)
+
+__all__ = ["WRITE_OPTION", "SqlStore"]
+
+# Execution option marking write transactions (SQLite begins them IMMEDIATE).
+WRITE_OPTION = "belfry_write"
+
+_FINAL = sorted(state.value for state in FINAL_STATES)
+_ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+_OCCURRENCE = ("job_id", "scheduled_for", "attempt")
+# Rows per multi-row UPDATE: 6 parameters each stays far below SQLite's 32766 and
+# PostgreSQL's 65535 bind parameter limits.
+_ROWS = 1000
+_T = TypeVar("_T")
+KILL_REASON = "kill requested"
+
+
+def _state_names(states: Iterable[RunState]) -> list[str]:
+    return sorted({RunState(state).value for state in states})
+
+
+def _job(row: Row[Any]) -> JobRecord:
+    data = row._mapping
+    return JobRecord(
+        id=data["id"],
+        spec=JobSpec.model_validate_json(data["spec"]),
+        next_fire_at=data["next_fire_at"],
+        paused=bool(data["paused"]),
+        pause_note=data["pause_note"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+    )
+
+
+def _run(row: Row[Any]) -> RunRecord:
+    data = row._mapping
+    return RunRecord(
+        id=data["id"],
+        job_id=data["job_id"],
+        job=data["job"],
+        scheduled_for=data["scheduled_for"],
+        attempt=data["attempt"],
+        trigger=Trigger(data["trigger"]),
+        state=RunState(data["state"]),
+        reason=data["reason"],
+        not_before=data["not_before"],
+        exit_code=data["exit_code"],
+        worker=data["worker"],
+        host=data["host"],
+        pid=data["pid"],
+        kill_requested=bool(data["kill_requested"]),
+        created_at=data["created_at"],
+        claimed_at=data["claimed_at"],
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+    )
+
+
+def _event(row: Row[Any]) -> RunEvent:
+    data = row._mapping
+    return RunEvent(
+        run_id=data["run_id"],
+        at=data["at"],
+        state=RunState(data["state"]),
+        actor=Actor(data["actor"]),
+        host=data["host"],
+        pid=data["pid"],
+        exit_code=data["exit_code"],
+        reason=data["reason"],
+    )
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    data = row._mapping
+    return TokenRecord(
+        id=data["id"],
+        name=data["name"],
+        role=data["role"],
+        pools=list(json.loads(data["pools"])),
+        created_at=data["created_at"],
+    )
+
+
+def _job_values(write: JobWrite) -> dict[str, Any]:
+    return {
+        "group": write.spec.group,
+        "name": write.spec.name,
+        "spec": write.spec.model_dump_json(),
+        "paused": write.spec.paused,
+    }
+
+
+class SqlStore:
+    """The store on a SQLAlchemy async engine (built by ``open_store``)."""
+
+    def __init__(self, engine: AsyncEngine, display_url: str) -> None:
+        self._engine = engine
+        self._kind = engine.dialect.name
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        # Every read is a single statement: on PostgreSQL it needs no BEGIN and ROLLBACK
+        # round trips. (Not on SQLite, where the begin hook would leave BEGIN open.)
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._kind == "postgresql"
+            else engine
+        )
+        self._url = display_url
+
+    @property
+    def kind(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._kind
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for other adapters that share this database (and for tests)."""
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked."""
+        return self._url
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with self._translated_errors():
+            async with self._reader.connect() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed on leaving unless an exception escapes."""
+        with self._translated_errors():
+            async with self._writer.begin() as connection:
+                yield connection
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        # Callers above the adapters may not import SQLAlchemy: give them errors they know.
+        try:
+            yield
+        except UNAVAILABLE_ERRORS as error:
+            raise StoreUnavailable.from_error(self._url, error) from error
+        except StatementError as error:
+            mistake = _caller_mistake(error)
+            if mistake is None:
+                raise
+            raise mistake from None
+
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        # Both dialects spell "insert unless the key exists" as ON CONFLICT DO NOTHING.
+        if self._kind == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _rows(
+        self, name: str, columns: list[ColumnClause[Any]], rows: list[tuple[Any, ...]]
+    ) -> CTE:
+        """Parameter rows as ``WITH name(columns) AS (VALUES ...)``, to update many rows,
+        each with its own values, in one statement."""
+        return values(*columns, name=name).data(rows).cte(name)
+
+    def _typed(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        # PostgreSQL types a VALUES column of only NULLs as text; say what it holds. On
+        # SQLite a CAST would change the stored form (CAST AS DATETIME yields a number).
+        if self._kind == "postgresql":
+            return cast(value, value.type)
+        return value
+
+    async def _job_names(
+        self, connection: AsyncConnection, job_ids: Iterable[int]
+    ) -> dict[int, str]:
+        wanted = set(job_ids)
+        if not wanted:
+            return {}
+        result = await connection.execute(
+            select(jobs.c.id, jobs.c.group, jobs.c.name).where(jobs.c.id.in_(wanted))
+        )
+        names = {row.id: f"{row.group}/{row.name}" for row in result}
+        missing = sorted(wanted - names.keys())
+        if missing:
+            raise ValueError(f"no job with id {missing[0]}")
+        return names
+
+    async def _insert_runs(
+        self,
+        connection: AsyncConnection,
+        new_runs: Sequence[NewRun],
+        names: Mapping[int, str],
+        actor: Actor,
+        now: datetime,
+    ) -> list[RunRecord]:
+        """Insert runs whose occurrence key is new, each with its creation event."""
+        if not new_runs:
+            return []
+        rows = []
+        for run in new_runs:
+            check_transition(None, run.state)
+            rows.append(
+                {
+                    "job_id": run.job_id,
+                    "job": names[run.job_id],
+                    "scheduled_for": run.scheduled_for,
+                    "attempt": run.attempt,
+                    "trigger": Trigger(run.trigger).value,
+                    "state": run.state.value,
+                    "reason": run.reason,
+                    "not_before": run.not_before or run.scheduled_for,
+                    "kill_requested": False,
+                    "created_at": now,
+                    # A run born skipped is already over.
+                    "finished_at": now if run.state in FINAL_STATES else None,
+                }
+            )
+        statement = (
+            self._insert(runs)
+            .on_conflict_do_nothing(index_elements=[runs.c[name] for name in _OCCURRENCE])
+            .returning(*runs.c)
+        )
+        result = await connection.execute(statement, rows)
+        inserted = sorted((_run(row) for row in result), key=lambda run: run.id)
+        if inserted:
+            await connection.execute(
+                run_events.insert(),
+                [
+                    {
+                        "run_id": run.id,
+                        "at": now,
+                        "state": run.state.value,
+                        "actor": actor.value,
+                        "host": None,
+                        "pid": None,
+                        "exit_code": None,
+                        "reason": run.reason,
+                    }
+                    for run in inserted
+                ],
+            )
+        return inserted
+
+    # -- jobs -------------------------------------------------------------------------------
+    async def apply_jobs(
+        self, writes: Sequence[JobWrite], delete_ids: Sequence[int], now: datetime
+    ) -> None:
+        keys = [(write.spec.group, write.spec.name) for write in writes]
+        if len(set(keys)) != len(keys):
+            duplicate = next(key for key in keys if keys.count(key) > 1)
+            raise ValueError(f"job {duplicate[0]}/{duplicate[1]} is written twice")
+        creates = [write for write in writes if write.job_id is None]
+        replaces = [write for write in writes if write.job_id is not None]
+        async with self._write() as connection:
+            # Deletes first, so one apply can delete a job and create one of the same name.
+            if delete_ids:
+                await connection.execute(delete(jobs).where(jobs.c.id.in_(set(delete_ids))))
+            if replaces:
+                await self._replace_jobs(connection, replaces, now)
+            if creates:
+                await self._create_jobs(connection, creates, now)
+
+    async def _replace_jobs(
+        self, connection: AsyncConnection, writes: Sequence[JobWrite], now: datetime
+    ) -> None:
+        ids = {write.job_id for write in writes if write.job_id is not None}
+        result = await connection.execute(
+            select(jobs.c.id, jobs.c.group, jobs.c.name)
+            .where(jobs.c.id.in_(ids))
+            .with_for_update()  # held until commit, so a concurrent delete cannot interleave
+        )
+        current = {row.id: f"{row.group}/{row.name}" for row in result}
+        missing = sorted(job_id for job_id in ids if job_id not in current)
+        if missing:
+            raise ValueError(f"no job with id {missing[0]}")
+        # One executemany per statement shape: cursor kept or reset, pause note kept or not.
+        shapes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        for write in writes:
+            changes = _job_values(write) | {"b_id": write.job_id, "updated_at": now}
+            if write.reset_cursor:
+                changes["next_fire_at"] = write.next_fire_at
+            if not write.spec.paused:
+                changes["pause_note"] = None
+            shapes.setdefault((write.reset_cursor, write.spec.paused), []).append(changes)
+        try:
+            for params in shapes.values():
+                columns = [name for name in params[0] if name != "b_id"]
+                statement = (
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("b_id"))
+                    .values({name: bindparam(name) for name in columns})
+                )
+                await connection.execute(statement, params)
+        except IntegrityError as error:
+            raise ValueError("a replaced job takes the name of another job") from error
+        # A run shows its job's name: follow a rename (rare, so only then).
+        renamed = [
+            {"b_job_id": job_id, "b_job": str(write.spec.key)}
+            for write in writes
+            if (job_id := write.job_id) is not None and current[job_id] != str(write.spec.key)
+        ]
+        if renamed:
+            await connection.execute(
+                update(runs)
+                .where(runs.c.job_id == bindparam("b_job_id"))
+                .values(job=bindparam("b_job")),
+                renamed,
+            )
+
+    async def _create_jobs(
+        self, connection: AsyncConnection, writes: Sequence[JobWrite], now: datetime
+    ) -> None:
+        names = {write.spec.name for write in writes}
+        result = await connection.execute(
+            select(jobs.c.group, jobs.c.name).where(jobs.c.name.in_(names))
+        )
+        existing = {(row.group, row.name) for row in result}
+        for write in writes:
+            if (write.spec.group, write.spec.name) in existing:
+                raise ValueError(f"job {write.spec.group}/{write.spec.name} already exists")
+        rows = [
+            _job_values(write)
+            | {
+                "pause_note": None,
+                "next_fire_at": write.next_fire_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for write in writes
+        ]
+        try:
+            await connection.execute(jobs.insert(), rows)
+        except IntegrityError as error:
+            # Lost a race with a concurrent create of the same name.
+            raise ValueError("a created job already exists") from error
+
+    async def list_jobs(self, group: str | None = None) -> list[JobRecord]:
+        statement = select(jobs).order_by(jobs.c.group, jobs.c.name)
+        if group is not None:
+            statement = statement.where(jobs.c.group == group)
+        async with self._read() as connection:
+            return [_job(row) for row in await connection.execute(statement)]
+
+    async def get_job(self, group: str, name: str) -> JobRecord | None:
+        statement = select(jobs).where(jobs.c.group == group, jobs.c.name == name)
+        async with self._read() as connection:
+            row = (await connection.execute(statement)).first()
+        return _job(row) if row else None
+
+    async def get_jobs(self, job_ids: Sequence[int]) -> dict[int, JobRecord]:
+        if not job_ids:
+            return {}
+        statement = select(jobs).where(jobs.c.id.in_(set(job_ids)))
+        async with self._read() as connection:
+            return {job.id: job for job in map(_job, await connection.execute(statement))}
+
+    async def set_paused(
+        self, job_id: int, paused: bool, note: str | None, now: datetime
+    ) -> JobRecord | None:
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(paused=paused, pause_note=note, updated_at=now)
+            .returning(*jobs.c)
+        )
+        async with self._write() as connection:
+            row = (await connection.execute(statement)).first()
+        return _job(row) if row else None
+
+    async def due_jobs(self, until: datetime, limit: int) -> list[JobRecord]:
+        # Ordered like the (next_fire_at, id) index, so the scan stops after `limit` rows.
+        statement = (
+            select(jobs)
+            .where(jobs.c.next_fire_at <= until)
+            .order_by(jobs.c.next_fire_at, jobs.c.id)
+            .limit(limit)
+        )
+        async with self._read() as connection:
+            return [_job(row) for row in await connection.execute(statement)]
+
+    async def next_cursor(self) -> datetime | None:
+        async with self._read() as connection:
+            value: datetime | None = await connection.scalar(select(func.min(jobs.c.next_fire_at)))
+        return value
+
+    async def advance_jobs(self, advances: Sequence[JobAdvance], now: datetime) -> int:
+        applied = 0
+        names: dict[int, str] = {}
+        new_runs: list[NewRun] = []
+        async with self._write() as connection:
+            chunks = (
+                chunk
+                for members in _rounds(advances, lambda advance: advance.job_id)
+                for chunk in _chunks(members, _ROWS)
+            )
+            for chunk in chunks:
+                # UPDATE jobs SET next_fire_at = next WHERE id = job AND next_fire_at = expected,
+                # for the whole chunk in one statement.
+                given = self._rows(
+                    "advance",
+                    [
+                        column("job_id", Integer()),
+                        column("expected", UtcDateTime()),
+                        column("next", UtcDateTime()),
+                    ],
+                    [(a.job_id, a.expected_cursor, a.next_cursor) for a in chunk],
+                )
+                result = await connection.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == given.c.job_id,
+                        jobs.c.next_fire_at == self._typed(given.c.expected),
+                    )
+                    .values(next_fire_at=self._typed(given.c.next))
+                    .returning(jobs.c.id, jobs.c.group, jobs.c.name)
+                )
+                moved = {row.id: f"{row.group}/{row.name}" for row in result}
+                # An advance whose cursor moved meanwhile lost to another scheduler: its runs
+                # are not ours to insert.
+                won = [advance for advance in chunk if advance.job_id in moved]
+                applied += len(won)
+                names |= moved
+                new_runs.extend(run for advance in won for run in advance.runs)
+            foreign = {run.job_id for run in new_runs} - names.keys()
+            names |= await self._job_names(connection, foreign)
+            await self._insert_runs(connection, new_runs, names, Actor.SCHEDULER, now)
+        return applied
+
+    # -- runs -------------------------------------------------------------------------------
+    async def create_runs(
+        self, runs: Sequence[NewRun], actor: Actor, now: datetime
+    ) -> list[RunRecord]:
+        if not runs:
+            return []
+        async with self._write() as connection:
+            names = await self._job_names(connection, (run.job_id for run in runs))
+            return await self._insert_runs(connection, runs, names, actor, now)
+
+    async def get_run(self, run_id: int) -> RunRecord | None:
+        async with self._read() as connection:
+            row = (await connection.execute(select(runs).where(runs.c.id == run_id))).first()
+        return _run(row) if row else None
+
+    async def list_runs(
+        self,
+        job_id: int | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[RunRecord]:
+        statement = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if job_id is not None:
+            statement = statement.where(runs.c.job_id == job_id)
+        if states is not None:
+            statement = statement.where(runs.c.state.in_(_state_names(states)))
+        if before_id is not None:
+            statement = statement.where(runs.c.id < before_id)
+        async with self._read() as connection:
+            return [_run(row) for row in await connection.execute(statement)]
+
+    async def due_runs(self, until: datetime, limit: int) -> list[RunRecord]:
+        statement = (
+            select(runs)
+            .where(runs.c.state == RunState.SCHEDULED.value, runs.c.not_before <= until)
+            .order_by(runs.c.not_before, runs.c.id)
+            .limit(limit)
+        )
+        async with self._read() as connection:
+            return [_run(row) for row in await connection.execute(statement)]
+
+    async def next_run_due(self) -> datetime | None:
+        statement = select(func.min(runs.c.not_before)).where(
+            runs.c.state == RunState.SCHEDULED.value
+        )
+        async with self._read() as connection:
+            value: datetime | None = await connection.scalar(statement)
+        return value
+
+    async def runs_in_states(
+        self, states: Sequence[RunState], job_ids: Sequence[int] | None = None
+    ) -> list[RunRecord]:
+        if not states or (job_ids is not None and not job_ids):
+            return []
+        statement = select(runs).where(runs.c.state.in_(_state_names(states))).order_by(runs.c.id)
+        if job_ids is not None:
+            statement = statement.where(runs.c.job_id.in_(set(job_ids)))
+        async with self._read() as connection:
+            return [_run(row) for row in await connection.execute(statement)]
+
+    async def transition(
+        self,
+        changes: Sequence[Transition],
+        now: datetime,
+        new_runs: Sequence[NewRun] = (),
+    ) -> list[RunRecord]:
+        changed: dict[int, RunRecord] = {}
+        events: list[dict[str, Any]] = []
+        async with self._write() as connection:
+            for batch in _transition_batches(changes):
+                by_run = {change.run_id: change for change in batch}
+                for run in await self._transition_batch(connection, batch, now):
+                    change = by_run[run.id]
+                    changed[run.id] = run
+                    events.append(
+                        {
+                            "run_id": run.id,
+                            "at": now,
+                            "state": run.state.value,
+                            "actor": change.actor.value,
+                            "host": change.host,
+                            "pid": change.pid,
+                            "exit_code": change.exit_code,
+                            "reason": change.reason,
+                        }
+                    )
+            if events:
+                await connection.execute(run_events.insert(), events)
+            if new_runs:
+                names = await self._job_names(connection, (run.job_id for run in new_runs))
+                # Retries are the scheduler's decision, whoever reported the ending.
+                await self._insert_runs(connection, new_runs, names, Actor.SCHEDULER, now)
+        first = {change.run_id: index for index, change in reversed(list(enumerate(changes)))}
+        return sorted(changed.values(), key=lambda run: first[run.id])
+
+    async def _transition_batch(
+        self, connection: AsyncConnection, batch: Sequence[Transition], now: datetime
+    ) -> list[RunRecord]:
+        """One UPDATE for changes sharing a target and expected states, on distinct runs."""
+        target = batch[0].target
+        given = self._rows(
+            "change",
+            [
+                column("run_id", BigInteger()),
+                column("reason", Text()),
+                column("worker", Text()),
+                column("host", Text()),
+                column("pid", Integer()),
+                column("exit_code", Integer()),
+            ],
+            [(c.run_id, c.reason, c.worker, c.host, c.pid, c.exit_code) for c in batch],
+        )
+        assignments: dict[str, Any] = {
+            "state": target.value,
+            # A change without a reason keeps the one the run has.
+            "reason": func.coalesce(given.c.reason, runs.c.reason),
+        }
+        if target is RunState.CLAIMED:
+            assignments |= {"claimed_at": now, "worker": given.c.worker}
+        elif target is RunState.RUNNING:
+            assignments |= {
+                "started_at": now,
+                "host": given.c.host,
+                "pid": self._typed(given.c.pid),
+            }
+        if target in FINAL_STATES:
+            assignments |= {"finished_at": now, "exit_code": self._typed(given.c.exit_code)}
+        result = await connection.execute(
+            update(runs)
+            .where(
+                runs.c.id == given.c.run_id,
+                runs.c.state.in_(_state_names(batch[0].expected)),
+            )
+            .values(assignments)
+            .returning(*runs.c)
+        )
+        return [_run(row) for row in result]
+
+    async def request_kill(self, run_id: int, actor: Actor, now: datetime) -> RunRecord | None:
+        statement = (
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.state.in_(_ACTIVE))
+            .values(kill_requested=True)
+            .returning(*runs.c)
+        )
+        async with self._write() as connection:
+            row = (await connection.execute(statement)).first()
+            if row is None:
+                return None
+            run = _run(row)
+            await connection.execute(
+                run_events.insert().values(
+                    run_id=run.id,
+                    at=now,
+                    state=run.state.value,
+                    actor=actor.value,
+                    reason=KILL_REASON,
+                )
+            )
+        return run
+
+    async def run_events(self, run_id: int) -> list[RunEvent]:
+        statement = select(run_events).where(run_events.c.run_id == run_id)
+        async with self._read() as connection:
+            result = await connection.execute(statement.order_by(run_events.c.id))
+            return [_event(row) for row in result]
+
+    async def append_output(self, chunks: Sequence[OutputChunk]) -> None:
+        """Store output chunks, once per ``(run_id, seq)``; chunks of runs that no longer
+        exist (deleted or pruned while the worker re-sent them) are dropped."""
+        if not chunks:
+            return
+        rows = [
+            {
+                "run_id": chunk.run_id,
+                "seq": chunk.seq,
+                "stream": chunk.stream,
+                "data": chunk.data,
+                "at": chunk.at,
+            }
+            for chunk in chunks
+        ]
+        statement = self._insert(output_chunks).on_conflict_do_nothing(
+            index_elements=[output_chunks.c.run_id, output_chunks.c.seq]
+        )
+        try:
+            async with self._write() as connection:
+                await connection.execute(statement, rows)
+            return
+        except IntegrityError:
+            pass  # a run is gone (foreign key): retry with only the runs that exist
+        async with self._write() as connection:
+            result = await connection.execute(
+                select(runs.c.id)
+                .where(runs.c.id.in_({chunk.run_id for chunk in chunks}))
+                .with_for_update(read=True)
+            )
+            alive = set(result.scalars())
+            rows = [row for row in rows if row["run_id"] in alive]
+            if rows:
+                await connection.execute(statement, rows)
+
+    async def read_output(
+        self, run_id: int, after_seq: int = -1, limit: int = 1000
+    ) -> list[OutputChunk]:
+        statement = (
+            select(output_chunks)
+            .where(output_chunks.c.run_id == run_id, output_chunks.c.seq > after_seq)
+            .order_by(output_chunks.c.seq)
+            .limit(limit)
+        )
+        async with self._read() as connection:
+            result = await connection.execute(statement)
+            return [
+                OutputChunk(
+                    run_id=row.run_id, seq=row.seq, stream=row.stream, data=row.data, at=row.at
+                )
+                for row in result
+            ]
+
+    async def prune_runs(
+        self,
+        job_id: int,
+        keep_runs: int | None,
+        finished_before: datetime | None,
+        batch: int,
+    ) -> int:
+        finished = (runs.c.job_id == job_id, runs.c.state.in_(_FINAL))
+        beyond: list[ColumnElement[bool]] = []
+        if keep_runs is not None:
+            if keep_runs <= 0:
+                beyond.append(true())
+            else:
+                # The id of the keep_runs-th newest finished run; NULL when there are fewer.
+                boundary = (
+                    select(runs.c.id)
+                    .where(*finished)
+                    .order_by(runs.c.id.desc())
+                    .offset(keep_runs - 1)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                beyond.append(runs.c.id < boundary)
+        if finished_before is not None:
+            beyond.append(runs.c.finished_at < finished_before)
+        if not beyond or batch <= 0:
+            return 0
+        victims = select(runs.c.id).where(*finished, or_(*beyond)).order_by(runs.c.id).limit(batch)
+        async with self._write() as connection:
+            # Events and output go with the runs (ON DELETE CASCADE).
+            result = await connection.execute(delete(runs).where(runs.c.id.in_(victims)))
+            return result.rowcount
+
+    # -- tokens -----------------------------------------------------------------------------
+    async def create_token(
+        self, name: str, role: str, pools: Sequence[str], secret_hash: str, now: datetime
+    ) -> TokenRecord:
+        statement = (
+            tokens.insert()
+            .values(
+                name=name,
+                role=role,
+                pools=json.dumps(list(pools)),
+                secret_hash=secret_hash,
+                created_at=now,
+            )
+            .returning(*tokens.c)
+        )
+        try:
+            async with self._write() as connection:
+                row = (await connection.execute(statement)).one()
+        except IntegrityError as error:
+            raise ValueError("a token with this secret already exists") from error
+        return _token(row)
+
+    async def find_token(self, secret_hash: str) -> TokenRecord | None:
+        statement = select(tokens).where(tokens.c.secret_hash == secret_hash)
+        async with self._read() as connection:
+            row = (await connection.execute(statement)).first()
+        return _token(row) if row else None
+
+    async def count_tokens(self) -> int:
+        async with self._read() as connection:
+            count = await connection.scalar(select(func.count()).select_from(tokens))
+        return int(count or 0)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def ping(self) -> None:
+        async with self._read() as connection:
+            await connection.scalar(select(1))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _caller_mistake(error: StatementError) -> ValueError | None:
+    """The caller's own mistake (a naive datetime) that SQLAlchemy wrapped, if it is one."""
+    if not isinstance(error, DBAPIError) and isinstance(error.orig, ValueError):
+        return error.orig
+    return None
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _rounds(items: Iterable[_T], key: Callable[[_T], int]) -> list[list[_T]]:
+    """``items`` in rounds where each key occurs at most once: the n-th item for a key goes
+    to round n, so one row's changes keep their order while different rows share one
+    statement. Each round is in key order, so concurrent callers lock rows in the same
+    order and cannot deadlock on each other."""
+    rounds: list[list[_T]] = []
+    seen: Counter[int] = Counter()
+    for item in items:
+        index = seen[key(item)]
+        seen[key(item)] += 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(item)
+    return [sorted(members, key=key) for members in rounds]
+
+
+def _transition_batches(changes: Sequence[Transition]) -> Iterator[Sequence[Transition]]:
+    """Batches for one UPDATE each: one target and expected set, every run at most once."""
+    for members in _rounds(changes, lambda change: change.run_id):
+        groups: dict[tuple[RunState, frozenset[RunState]], list[Transition]] = {}
+        for change in members:
+            groups.setdefault((change.target, change.expected), []).append(change)
+        for group in groups.values():
+            yield from _chunks(group, _ROWS)
+
+
+if TYPE_CHECKING:
+    from belfry.ports.store import Store
+
+    def _implements_the_port(store: SqlStore) -> Store:
+        # mypy proves here that SqlStore fulfils the Store protocol, signature by signature.
+        return store

@@ -1,0 +1,232 @@
+"""Job commands: apply, validate, jobs, show, pause, resume, explain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from belfry.cli.errors import EXIT_BAD_INPUT, CliError
+from belfry.cli.jobfiles import JobFileError, load_job_files
+from belfry.cli.options import Output, Server, Token, connect
+from belfry.cli.rendering import OutputFormat, local_time, print_json, print_table, short_time
+from belfry.core.jobs import JobKey
+from belfry.core.schedules import ScheduleError, describe, next_instants, parse_schedule
+
+__all__ = ["register"]
+
+Files = Annotated[
+    list[Path], typer.Option("--file", "-f", help="A YAML file or a directory of them.")
+]
+JobArg = Annotated[str, typer.Argument(metavar="GROUP/NAME")]
+
+
+def job_path(text: str) -> str:
+    try:
+        key = JobKey.parse(text)
+    except ValueError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    return f"/api/v1/jobs/{key.group}/{key.name}"
+
+
+def _load(files: list[Path]) -> Any:
+    try:
+        return load_job_files(files)
+    except JobFileError as error:
+        raise CliError(
+            "invalid job files:\n" + str(error) if len(error.problems) > 1 else str(error),
+            EXIT_BAD_INPUT,
+        ) from None
+
+
+def _parse_instant(text: str, option: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"{option}: not an ISO 8601 time: {text!r} (e.g. 2027-01-01T10:00:00Z)",
+            EXIT_BAD_INPUT,
+        ) from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def apply(
+        file: Files,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only.")] = False,
+        prune: Annotated[
+            bool, typer.Option("--prune", help="Delete jobs of these groups absent from the files.")
+        ] = False,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """Create or update jobs from YAML, in one transaction; prints the diff."""
+        loaded = _load(file)
+        body = {
+            "jobs": [job.model_dump(mode="json") for job in loaded.jobs],
+            "prune": prune,
+            "dry_run": dry_run,
+        }
+        result = connect(server, token).post("/api/v1/apply", body)
+        if output is OutputFormat.JSON:
+            print_json(result)
+            return
+        rows = []
+        for change in result["changes"]:
+            if change["action"] == "unchanged":
+                continue
+            detail = ", ".join(
+                f"{field}: {before!r} -> {after!r}"
+                for field, (before, after) in change["fields"].items()
+            )
+            rows.append([change["action"], change["job"], detail])
+        if rows:
+            print_table(["action", "job", "changes"], rows)
+        counts = {
+            a: sum(c["action"] == a for c in result["changes"])
+            for a in ("create", "update", "delete", "unchanged")
+        }
+        verb = "would apply" if dry_run else "applied"
+        print(
+            f"{verb}: {counts['create']} created, {counts['update']} updated, "
+            f"{counts['delete']} deleted, {counts['unchanged']} unchanged"
+        )
+
+    @app.command()
+    def validate(file: Files) -> None:
+        """Check job files offline; errors as file:line: field: message."""
+        loaded = _load(file)
+        print(f"ok: {len(loaded.jobs)} jobs in {len(file)} path(s)")
+
+    @app.command()
+    def jobs(
+        group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """List jobs: schedule, zone, next run, last state, paused."""
+        data = connect(server, token).get("/api/v1/jobs", group=group)
+        if output is OutputFormat.JSON:
+            print_json(data)
+            return
+        print_table(
+            ["job", "schedule", "tz", "next run", "last state", "paused"],
+            [
+                [
+                    job["job"],
+                    job["schedule"],
+                    job["timezone"],
+                    short_time(job["next_run"]),
+                    job["last_state"] or "-",
+                    ("yes: " + job["pause_note"])
+                    if job["paused"] and job["pause_note"]
+                    else ("yes" if job["paused"] else "no"),
+                ]
+                for job in data
+            ],
+        )
+
+    @app.command()
+    def show(
+        job: JobArg,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """A job's spec, its next 5 instants, and its recent runs and skips."""
+        data = connect(server, token).get(job_path(job))
+        if output is OutputFormat.JSON:
+            print_json(data)
+            return
+        print(f"{data['job']}  ({data['description']})")
+        if data["paused"]:
+            print(f"PAUSED{': ' + data['pause_note'] if data['pause_note'] else ''}")
+        for key, value in data["spec"].items():
+            if key not in {"name", "group"}:
+                print(f"  {key}: {value}")
+        print("next:")
+        for instant in data["next"]:
+            print(f"  {short_time(instant)}")
+        _print_runs(data["recent_runs"], title="recent runs")
+
+    @app.command()
+    def pause(
+        job: JobArg,
+        note: Annotated[str | None, typer.Option(help="Why (shown with the job).")] = None,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """Pause a job: its occurrences are recorded as skipped until resumed."""
+        data = connect(server, token).post(job_path(job) + "/pause", {"note": note})
+        print_json(data) if output is OutputFormat.JSON else print(f"paused {data['job']}")
+
+    @app.command()
+    def resume(
+        job: JobArg, server: Server = None, token: Token = None, output: Output = OutputFormat.TABLE
+    ) -> None:
+        """Resume a paused job from its next occurrence."""
+        data = connect(server, token).post(job_path(job) + "/resume")
+        print_json(data) if output is OutputFormat.JSON else print(f"resumed {data['job']}")
+
+    @app.command()
+    def explain(
+        schedule: Annotated[str, typer.Argument(help='e.g. "30 2 * * *" or "every 5m"')],
+        tz: Annotated[str, typer.Option("--tz", help="IANA time zone.")] = "UTC",
+        from_: Annotated[
+            str | None, typer.Option("--from", help="Start after this time [default: now].")
+        ] = None,
+        count: Annotated[int, typer.Option("-n", min=1, max=1000, help="How many instants.")] = 5,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """Explain a schedule in words with its next instants (offline)."""
+        after = _parse_instant(from_, "--from") if from_ else datetime.now(UTC)
+        try:
+            parsed = parse_schedule(schedule, tz)
+        except ScheduleError as error:
+            raise CliError(f"schedule: {error}", EXIT_BAD_INPUT) from None
+        instants = next_instants(parsed, after, count)
+        if output is OutputFormat.JSON:
+            print_json(
+                {
+                    "schedule": schedule,
+                    "timezone": tz,
+                    "description": describe(parsed),
+                    "next": [i.isoformat().replace("+00:00", "Z") for i in instants],
+                }
+            )
+            return
+        print(describe(parsed))
+        print_table(
+            ["#", "UTC", f"local ({tz})"],
+            [
+                [n, i.strftime("%Y-%m-%d %H:%M:%SZ"), local_time(i, parsed.zone)]
+                for n, i in enumerate(instants, 1)
+            ],
+        )
+
+
+def _print_runs(runs: list[dict[str, Any]], title: str | None = None) -> None:
+    print_table(
+        ["id", "job", "attempt", "scheduled for", "state", "exit", "started", "finished", "reason"],
+        [
+            [
+                run["id"],
+                run["job"],
+                run["attempt"],
+                short_time(run["scheduled_for"]),
+                run["state"],
+                "-" if run["exit_code"] is None else run["exit_code"],
+                short_time(run["started_at"]),
+                short_time(run["finished_at"]),
+                run["reason"] or "",
+            ]
+            for run in runs
+        ],
+        title=title,
+    )

@@ -1,0 +1,39 @@
+"""The ``belfry`` command line (INTERFACE.md): exit 0 ok, 1 failure, 2 bad input."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from belfry.cli import commands_jobs, commands_runs, commands_server
+from belfry.cli.errors import CliError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="belfry",
+    help="Belfry: a highly available, language-agnostic distributed cron.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+commands_server.register(app)
+commands_jobs.register(app)
+commands_runs.register(app)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return app(args=argv, standalone_mode=True)
+    except CliError as error:
+        print(f"belfry: {error.message}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""The HTTP API (``/api/v1``), health endpoints, and the app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from belfry import __version__
+from belfry.core.jobs import JobKey
+from belfry.core.records import JobRecord, TokenRecord
+from belfry.core.schedules import describe, next_instants
+from belfry.core.states import RunState, is_final
+from belfry.server.node import Node
+from belfry.server.schemas import (
+    ApplyRequest,
+    ApplyResponse,
+    ChangeOut,
+    ChunkOut,
+    EventOut,
+    JobDetail,
+    JobSummary,
+    OutputPage,
+    PauseRequest,
+    RunDetail,
+    RunOut,
+)
+from belfry.services.jobs import UnknownJob
+
+__all__ = ["create_app"]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(_node)]
+
+
+async def _admin(
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenRecord:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = await node.tokens.authenticate(credentials.credentials)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if token.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token may not use this endpoint")
+    return token
+
+
+async def _job(node: Node, group: str, name: str) -> JobRecord:
+    try:
+        return await node.jobs.get(JobKey(group=group, name=name))
+    except UnknownJob as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+
+def _router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_admin)])
+
+    @api.get("/jobs", response_model=list[JobSummary])
+    async def list_jobs(node: NodeDep, group: str | None = None) -> list[JobSummary]:
+        jobs = await node.jobs.list(group)
+        summaries = []
+        for job in jobs:
+            recent = await node.store.list_runs(job_id=job.id, limit=1)
+            summaries.append(JobSummary.of(job, recent[0] if recent else None))
+        return summaries
+
+    @api.get("/jobs/{group}/{name}", response_model=JobDetail)
+    async def show_job(
+        node: NodeDep, group: str, name: str, runs: Annotated[int, Query(ge=1, le=500)] = 20
+    ) -> JobDetail:
+        job = await _job(node, group, name)
+        recent = await node.store.list_runs(job_id=job.id, limit=runs)
+        schedule = job.spec.parsed_schedule()
+        summary = JobSummary.of(job, recent[0] if recent else None)
+        return JobDetail(
+            **summary.model_dump(),
+            spec=job.spec.to_document(),
+            description=describe(schedule),
+            next=next_instants(schedule, datetime.now(UTC), 5),
+            recent_runs=[RunOut.of(run) for run in recent],
+        )
+
+    @api.delete("/jobs/{group}/{name}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_job(node: NodeDep, group: str, name: str) -> None:
+        try:
+            await node.jobs.delete(JobKey(group=group, name=name))
+        except UnknownJob as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+    @api.post("/apply", response_model=ApplyResponse)
+    async def apply(node: NodeDep, request: ApplyRequest) -> ApplyResponse:
+        try:
+            result = await node.jobs.apply(
+                request.jobs, prune=request.prune, dry_run=request.dry_run
+            )
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        return ApplyResponse(
+            dry_run=result.dry_run,
+            changes=[
+                ChangeOut(
+                    job=change.job,
+                    action=change.action,
+                    fields={key: list(pair) for key, pair in change.fields.items()},
+                )
+                for change in result.changes
+            ],
+        )
+
+    @api.post("/jobs/{group}/{name}/run", response_model=RunOut, status_code=201)
+    async def run_now(node: NodeDep, group: str, name: str) -> RunOut:
+        job = await _job(node, group, name)
+        return RunOut.of(await node.runs.trigger(job))
+
+    @api.post("/jobs/{group}/{name}/pause", response_model=JobSummary)
+    async def pause(
+        node: NodeDep, group: str, name: str, body: PauseRequest | None = None
+    ) -> JobSummary:
+        return await _set_paused(node, group, name, True, body.note if body else None)
+
+    @api.post("/jobs/{group}/{name}/resume", response_model=JobSummary)
+    async def resume(node: NodeDep, group: str, name: str) -> JobSummary:
+        return await _set_paused(node, group, name, False, None)
+
+    @api.get("/runs", response_model=list[RunOut])
+    async def list_runs(
+        node: NodeDep,
+        job: str | None = None,
+        state: list[RunState] | None = Query(default=None),
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: int | None = None,
+    ) -> list[RunOut]:
+        job_id = None
+        if job is not None:
+            try:
+                key = JobKey.parse(job)
+            except ValueError as error:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+            job_id = (await _job(node, key.group, key.name)).id
+        runs = await node.store.list_runs(
+            job_id=job_id, states=state, limit=limit, before_id=before
+        )
+        return [RunOut.of(run) for run in runs]
+
+    @api.get("/runs/{run_id}", response_model=RunDetail)
+    async def show_run(node: NodeDep, run_id: int) -> RunDetail:
+        run = await node.store.get_run(run_id)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+        events = await node.store.run_events(run_id)
+        return RunDetail(
+            **RunOut.of(run).model_dump(), events=[EventOut.of(event) for event in events]
+        )
+
+    @api.get("/runs/{run_id}/output", response_model=OutputPage)
+    async def run_output(
+        node: NodeDep,
+        run_id: int,
+        after: int = -1,
+        wait: Annotated[float, Query(ge=0, le=60)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> OutputPage:
+        """Output chunks after ``after``; with ``wait``, a long poll that returns as soon
+        as there is new output or the run ends."""
+        run = await node.store.get_run(run_id)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+        chunks = await node.store.read_output(run_id, after, limit)
+        if not chunks and wait > 0 and not is_final(run.state):
+            await node.runs.watchers.wait(run_id, wait)
+            run = await node.store.get_run(run_id) or run
+            chunks = await node.store.read_output(run_id, after, limit)
+        done = is_final(run.state) and len(chunks) < limit
+        if done and chunks:
+            # Output can land after the final state only in the same batch; re-check.
+            done = not await node.store.read_output(run_id, chunks[-1].seq, 1)
+        return OutputPage(run=RunOut.of(run), chunks=[ChunkOut.of(c) for c in chunks], done=done)
+
+    @api.post("/runs/{run_id}/kill", response_model=RunOut)
+    async def kill(node: NodeDep, run_id: int) -> RunOut:
+        run = await node.runs.kill(run_id)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+        if is_final(run.state) and run.state is not RunState.KILLED:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"run {run_id} already ended: {run.state.value}"
+            )
+        return RunOut.of(run)
+
+    return api
+
+
+async def _set_paused(
+    node: Node, group: str, name: str, paused: bool, note: str | None
+) -> JobSummary:
+    try:
+        job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note)
+    except UnknownJob as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    recent = await node.store.list_runs(job_id=job.id, limit=1)
+    return JobSummary.of(job, recent[0] if recent else None)
+
+
+def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_background:
+            node.start_background()
+        try:
+            yield
+        finally:
+            await node.close()
+
+    app = FastAPI(
+        title="Belfry",
+        version=__version__,
+        description="A highly available, language-agnostic distributed cron.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.node = node
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        try:
+            await node.store.ping()
+        except Exception as error:
+            return JSONResponse({"status": "unavailable", "database": str(error)}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    app.include_router(_router())
+    return app

@@ -1,0 +1,34 @@
+"""The worker that runs inside ``belfry server`` on one machine: it talks to the run
+service directly instead of over HTTP, with the same protocol as a remote agent."""
+
+from __future__ import annotations
+
+from belfry.core.execution import Assignment, Outcome
+from belfry.core.records import OutputChunk
+from belfry.services.runs import RunService, WorkerIdentity
+
+__all__ = ["EmbeddedLink"]
+
+
+class EmbeddedLink:
+    """Both ends a worker needs (a RunSource and a RunReporter) backed by the run service."""
+
+    def __init__(self, runs: RunService, identity: WorkerIdentity) -> None:
+        self._runs = runs
+        self._identity = identity
+
+    async def claim(self, capacity: int | None, wait: float) -> Assignment:
+        assignment = await self._runs.claim(self._identity, capacity)
+        if assignment.orders or assignment.kills or wait <= 0:
+            return assignment
+        await self._runs.wait_for_work(wait)
+        return await self._runs.claim(self._identity, capacity)
+
+    async def started(self, run_id: int, pid: int, host: str) -> None:
+        await self._runs.started(run_id, pid, host)
+
+    async def output(self, chunks: list[OutputChunk]) -> None:
+        await self._runs.output(chunks)
+
+    async def finished(self, run_id: int, outcome: Outcome) -> None:
+        await self._runs.finished(run_id, outcome)

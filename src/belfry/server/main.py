@@ -1,0 +1,55 @@
+"""Running ``belfry server``: open the node, serve the API, stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from belfry import __version__
+from belfry.server.api import create_app
+from belfry.server.node import Node
+from belfry.server.settings import Settings
+
+__all__ = ["serve"]
+
+
+async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    node = await Node.open(settings)
+    app = create_app(node)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    announce(f"Belfry {__version__} serving at {settings.public_url}")
+    announce(f"  database: {_safe(settings.database_url)}")
+    announce(f"  worker:   {'embedded' if settings.embedded_worker else 'none (--no-worker)'}")
+    if node.first_admin_token:
+        announce(f"  first admin token (shown once; also in {settings.admin_token_file}):")
+        announce(f"    {node.first_admin_token}")
+    await server.serve()
+    if not server.started:
+        await node.close()
+        raise OSError(f"could not listen on {settings.host}:{settings.port} (is it in use?)")
+
+
+def _safe(url: str) -> str:
+    """A URL with any password hidden."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        rest = f"{user}:***@{rest.split('@', 1)[1]}"
+    return scheme + sep + rest

@@ -1,0 +1,162 @@
+"""The API's JSON shapes (INTERFACE.md): what clients script against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from belfry.core.jobs import JobSpec
+from belfry.core.records import JobRecord, OutputChunk, RunEvent, RunRecord
+
+__all__ = [
+    "ApplyRequest",
+    "ApplyResponse",
+    "ChangeOut",
+    "ChunkOut",
+    "EventOut",
+    "JobDetail",
+    "JobSummary",
+    "OutputPage",
+    "PauseRequest",
+    "RunDetail",
+    "RunOut",
+]
+
+
+class RunOut(BaseModel):
+    id: int
+    job: str
+    attempt: int
+    scheduled_for: datetime
+    state: str
+    reason: str | None
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    host: str | None
+    trigger: str
+    pid: int | None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunOut:
+        return cls(
+            id=run.id,
+            job=run.job,
+            attempt=run.attempt,
+            scheduled_for=run.scheduled_for,
+            state=run.state.value,
+            reason=run.reason,
+            exit_code=run.exit_code,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            worker=run.worker,
+            host=run.host,
+            trigger=run.trigger.value,
+            pid=run.pid,
+        )
+
+
+class EventOut(BaseModel):
+    at: datetime
+    state: str
+    actor: str
+    host: str | None
+    pid: int | None
+    exit_code: int | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, event: RunEvent) -> EventOut:
+        return cls(
+            at=event.at,
+            state=event.state.value,
+            actor=event.actor.value,
+            host=event.host,
+            pid=event.pid,
+            exit_code=event.exit_code,
+            reason=event.reason,
+        )
+
+
+class RunDetail(RunOut):
+    events: list[EventOut]
+
+
+class ChunkOut(BaseModel):
+    seq: int
+    stream: str
+    data: str
+    at: datetime
+
+    @classmethod
+    def of(cls, chunk: OutputChunk) -> ChunkOut:
+        return cls(seq=chunk.seq, stream=chunk.stream, data=chunk.data, at=chunk.at)
+
+
+class OutputPage(BaseModel):
+    run: RunOut
+    chunks: list[ChunkOut]
+    done: bool = Field(description="The run has ended and every chunk has been returned.")
+
+
+class JobSummary(BaseModel):
+    job: str
+    group: str
+    name: str
+    schedule: str
+    timezone: str
+    next_run: datetime | None
+    last_state: str | None
+    last_scheduled_for: datetime | None
+    paused: bool
+    pause_note: str | None
+
+    @classmethod
+    def of(cls, job: JobRecord, last: RunRecord | None) -> JobSummary:
+        return cls(
+            job=str(job.key),
+            group=job.spec.group,
+            name=job.spec.name,
+            schedule=job.spec.schedule,
+            timezone=job.spec.timezone,
+            next_run=job.next_fire_at,
+            last_state=last.state.value if last else None,
+            last_scheduled_for=last.scheduled_for if last else None,
+            paused=job.paused,
+            pause_note=job.pause_note,
+        )
+
+
+class JobDetail(JobSummary):
+    spec: dict[str, Any]
+    description: str
+    next: list[datetime]
+    recent_runs: list[RunOut]
+
+
+class ApplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSpec]
+    prune: bool = False
+    dry_run: bool = False
+
+
+class ChangeOut(BaseModel):
+    job: str
+    action: str
+    fields: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class ApplyResponse(BaseModel):
+    dry_run: bool
+    changes: list[ChangeOut]
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=1000)

@@ -1,0 +1,117 @@
+"""The scheduler: turns every due occurrence into a run or a recorded skip, exactly once.
+
+Each job's cursor (its first unhandled occurrence) lives in the store. A pass reads only
+the jobs whose cursor is due (an index on the cursor), plans their occurrences with the
+pure policies of ``belfry.core``, and moves each cursor with a compare-and-set that inserts
+the runs in the same transaction; the occurrence key makes a second run impossible even if
+two schedulers race. Between passes it sleeps until the next cursor, or until woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from belfry.core.policies import plan_occurrences
+from belfry.core.records import JobAdvance, JobRecord, NewRun
+from belfry.core.schedules import Schedule, parse_schedule
+from belfry.core.states import RunState
+from belfry.ports.clock import Clock
+from belfry.ports.store import Store
+from belfry.services.wakeups import Wakeup
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        on_runs_created: Callable[[], None],
+        horizon: timedelta = timedelta(seconds=1),
+        batch: int = 500,
+        idle_recheck: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._on_runs_created = on_runs_created
+        # Runs are created this far ahead so the worker can start them exactly on time.
+        self._horizon = horizon
+        self._batch = batch
+        # Upper bound on a sleep: a safety net for changes made by another process.
+        self._idle_recheck = idle_recheck
+        self._wakeup = Wakeup()
+        self._schedules: dict[tuple[str, str], Schedule] = {}
+
+    def wake(self) -> None:
+        """A job changed: re-read the cursors now instead of at the planned time."""
+        self._wakeup.ring()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                delay = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler pass failed; retrying in 1s")
+                delay = 1.0
+            await self._wakeup.wait(delay)
+
+    async def run_once(self) -> float:
+        """Handle every due occurrence; return the seconds until the next one is due."""
+        while True:
+            now = self._clock.now()
+            jobs = await self._store.due_jobs(now + self._horizon, self._batch)
+            if jobs:
+                advances = [self._advance(job, now) for job in jobs]
+                await self._store.advance_jobs(advances, now)
+                if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
+                    self._on_runs_created()
+            if len(jobs) < self._batch:
+                break
+        upcoming = await self._store.next_cursor()
+        if upcoming is None:
+            return self._idle_recheck
+        seconds = (upcoming - self._horizon - self._clock.now()).total_seconds()
+        return min(max(seconds, 0.0), self._idle_recheck)
+
+    def _schedule(self, job: JobRecord) -> Schedule:
+        key = (job.spec.schedule, job.spec.timezone)
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            schedule = self._schedules[key] = parse_schedule(*key)
+        return schedule
+
+    def _advance(self, job: JobRecord, now: datetime) -> JobAdvance:
+        assert job.next_fire_at is not None  # due_jobs only returns jobs with a cursor
+        spec = job.spec
+        plan = plan_occurrences(
+            self._schedule(job),
+            job.next_fire_at,
+            now,
+            horizon=self._horizon,
+            paused=job.paused,
+            misfire=spec.misfire,
+            misfire_max=spec.misfire_max,
+            starting_deadline=spec.starting_deadline,
+        )
+        runs = [NewRun(job.id, instant, not_before=instant) for instant in plan.fire]
+        runs += [
+            NewRun(
+                job.id,
+                skip.scheduled_for,
+                state=RunState.SKIPPED,
+                reason=skip.reason,
+                not_before=skip.scheduled_for,
+            )
+            for skip in plan.skip
+        ]
+        runs.sort(key=lambda run: run.scheduled_for)
+        return JobAdvance(job.id, job.next_fire_at, plan.next_cursor, runs)

@@ -1,0 +1,248 @@
+"""End to end: a real server subprocess on SQLite and PostgreSQL, driven by the real CLI."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Belfry
+
+pytestmark = pytest.mark.e2e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_every_second_job_fires_each_occurrence_once(belfry: Belfry, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    belfry.apply(
+        tmp_path,
+        f"""
+        jobs:
+          - name: tick
+            schedule: "* * * * * *"
+            command: echo "$BELFRY_SCHEDULED_FOR" >> {ledger}; echo "tick $BELFRY_RUN_ID"
+        """,
+    )
+    belfry.wait_for(
+        lambda: len(belfry.runs("default/tick", "succeeded")) >= 4, what="4 successful runs"
+    )
+    lines = ledger.read_text().split()
+    assert len(lines) == len(set(lines)), "an occurrence ran twice"
+    instants = sorted(datetime.fromisoformat(line.replace("Z", "+00:00")) for line in lines)
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(instants)}
+    assert gaps <= {1.0}, f"occurrences missed or off-grid: {gaps}"
+
+    runs = belfry.cli_json("runs", "default/tick", "--state", "succeeded")
+    assert runs and set(runs[0]) == {
+        "id",
+        "job",
+        "attempt",
+        "scheduled_for",
+        "state",
+        "reason",
+        "exit_code",
+        "started_at",
+        "finished_at",
+        "worker",
+        "host",
+    }
+    first = runs[-1]
+    assert first["exit_code"] == 0 and first["started_at"] >= first["scheduled_for"]
+    logs = belfry.cli("logs", str(first["id"]))
+    assert logs.returncode == 0 and logs.stdout == f"tick {first['id']}\n"
+    table = belfry.cli("runs", "default/tick")
+    assert "succeeded" in table.stdout
+
+
+def test_run_wait_streams_output_and_exits_with_the_run_code(
+    belfry: Belfry, tmp_path: Path
+) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: three
+            schedule: "@yearly"
+            command: echo "about to fail"; echo oops >&2; exit 3
+          - name: fine
+            schedule: "@yearly"
+            command: ["printf", "%s|", "two words", "BELFRY_ATTEMPT"]
+        """,
+    )
+    done = belfry.cli("run", "default/three", "--wait")
+    assert done.returncode == 3
+    assert done.stdout == "about to fail\n"
+    assert "oops" in done.stderr and "failed" in done.stderr
+    ok = belfry.cli("run", "default/fine", "--wait")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "two words|BELFRY_ATTEMPT|"
+
+
+def test_kill_reaches_grandchildren(belfry: Belfry, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    belfry.apply(
+        tmp_path,
+        f"""
+        jobs:
+          - name: sleepy
+            schedule: "@yearly"
+            kill_grace: 1s
+            command: sh -c 'sleep 600 & echo $! > {pid_file}; sleep 600'
+        """,
+    )
+    run = belfry.cli_json("run", "default/sleepy")
+    belfry.wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid file")
+    grandchild = int(pid_file.read_text())
+    assert _pid_alive(grandchild)
+    killed = belfry.cli("kill", str(run["id"]))
+    assert killed.returncode == 0, killed.stderr
+    final = belfry.wait_for(
+        lambda: (r := belfry.api("GET", f"/api/v1/runs/{run['id']}"))["state"] == "killed" and r,
+        what="killed state",
+    )
+    assert [e["state"] for e in final["events"]][:3] == ["scheduled", "claimed", "running"]
+    belfry.wait_for(lambda: not _pid_alive(grandchild), timeout=5, what="grandchild to die")
+
+
+def test_timeout_failure_pattern_and_missing_command(belfry: Belfry, tmp_path: Path) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: slow
+            schedule: "@yearly"
+            timeout: 1s
+            kill_grace: 1s
+            command: sleep 30
+          - name: liar
+            schedule: "@yearly"
+            failure_pattern: "ERROR"
+            command: echo "ERROR: disk full"; exit 0
+          - name: missing
+            schedule: "@yearly"
+            command: ["/no/such/binary-belfry"]
+        """,
+    )
+    slow = belfry.cli("run", "default/slow", "--wait")
+    assert slow.returncode != 0 and "timed_out" in slow.stderr
+    liar = belfry.cli("run", "default/liar", "--wait", "--output", "json")
+    assert liar.returncode == 1
+    assert '"state": "failed"' in liar.stdout and "failure_pattern" in liar.stdout
+    missing = belfry.cli("run", "default/missing", "--wait")
+    assert missing.returncode == 1
+    assert "binary-belfry" in missing.stderr
+    # The server is still healthy and schedules the rest.
+    assert belfry.cli("jobs").returncode == 0
+
+
+def test_overlap_forbid_skips_with_reason(belfry: Belfry, tmp_path: Path) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: long
+            schedule: "* * * * * *"
+            overlap: forbid
+            command: sleep 2.5
+        """,
+    )
+    skipped = belfry.wait_for(
+        lambda: belfry.runs("default/long", "skipped"), what="an overlap skip"
+    )
+    assert skipped[0]["reason"].startswith("overlap")
+    belfry.cli("pause", "default/long")
+    active = belfry.runs("default/long", "claimed", "running")
+    assert len(active) <= 1, "forbid let two runs overlap"
+
+
+def test_pause_and_resume(belfry: Belfry, tmp_path: Path) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: beat
+            schedule: "* * * * * *"
+            command: "true"
+        """,
+    )
+    belfry.wait_for(lambda: belfry.runs("default/beat", "succeeded"), what="a first run")
+    paused = belfry.cli("pause", "default/beat", "--note", "deploying")
+    assert paused.returncode == 0
+    listing = belfry.cli_json("jobs")
+    assert listing[0]["paused"] and listing[0]["pause_note"] == "deploying"
+    skip = belfry.wait_for(lambda: belfry.runs("default/beat", "skipped"), what="a paused skip")
+    assert skip[0]["reason"] == "paused"
+    time.sleep(1.5)
+    last_success = belfry.runs("default/beat", "succeeded")[0]["id"]
+    assert belfry.cli("resume", "default/beat").returncode == 0
+    belfry.wait_for(
+        lambda: belfry.runs("default/beat", "succeeded")[0]["id"] > last_success,
+        what="a run after resume",
+    )
+
+
+def test_bad_input_and_unknown_things(belfry: Belfry, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "jobs:\n  - name: ok\n    schedule: '@daily'\n    command: 'true'\n"
+        "  - name: broken\n    schedule: '61 * * * *'\n    command: 'true'\n"
+    )
+    done = belfry.cli("apply", "-f", str(bad))
+    assert done.returncode == 2
+    assert f"{bad}:6: " in done.stderr and "schedule" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert belfry.cli_json("jobs") == [], "a bad file was half-applied"
+
+    unknown = belfry.cli("show", "default/nope")
+    assert unknown.returncode == 1 and "no such job: default/nope" in unknown.stderr
+    no_run = belfry.cli("logs", "999999")
+    assert no_run.returncode == 1 and "no such run" in no_run.stderr
+
+    offline = belfry.cli("jobs", "--server", "http://127.0.0.1:9")
+    assert offline.returncode == 1
+    assert offline.stderr.count("\n") == 1 and "cannot reach" in offline.stderr
+
+
+def test_retention_prunes_old_runs(store_url: str, tmp_path: Path) -> None:
+    from tests.e2e.conftest import start_server
+
+    config = tmp_path / "belfry.yaml"
+    config.write_text("retention: {keep_runs: 3}\nprune_interval: 0.5\n")
+    server = start_server(tmp_path / "home", store_url, "--config", str(config))
+    try:
+        server.apply(
+            tmp_path,
+            """
+            jobs:
+              - name: chatty
+                schedule: "* * * * * *"
+                command: echo hello
+            """,
+        )
+        server.wait_for(
+            lambda: (runs := server.runs("default/chatty")) and runs[0]["id"] >= 8,
+            what="eight runs",
+        )
+        time.sleep(1.5)
+        finished = server.runs("default/chatty", "succeeded", "failed")
+        assert 1 <= len(finished) <= 4, f"retention kept {len(finished)} runs"
+        oldest_kept = min(run["id"] for run in finished)
+        assert oldest_kept > 3, "the first runs should have been pruned"
+    finally:
+        server.stop()
