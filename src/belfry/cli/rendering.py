@@ -14,7 +14,8 @@ from rich.table import Table
 
 __all__ = ["OutputFormat", "local_time", "print_json", "print_table", "short_time"]
 
-_console = Console(highlight=False, soft_wrap=True)
+# Piped output keeps whole lines (grep-able) instead of wrapping at 80 columns.
+_console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
 class OutputFormat(StrEnum):

@@ -22,6 +22,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     node = await Node.open(settings)
     app = create_app(node)
     config = uvicorn.Config(
