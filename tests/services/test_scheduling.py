@@ -1,0 +1,120 @@
+"""The scheduler and the run service against real stores, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from belfry.adapters.store import SqlStore, open_store
+from belfry.core.jobs import JobSpec
+from belfry.core.records import JobWrite
+from belfry.core.states import RunState
+from belfry.services.runs import RunService, WorkerIdentity
+from belfry.services.scheduler import Scheduler
+
+T0 = datetime(2027, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    async def sleep(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+async def _with_jobs(url: str, *specs: JobSpec, cursor: datetime) -> SqlStore:
+    store = await open_store(url)
+    await store.apply_jobs([JobWrite(spec, cursor) for spec in specs], [], cursor)
+    return store
+
+
+def _spec(name: str, **extra: object) -> JobSpec:
+    return JobSpec.model_validate(
+        {"name": name, "schedule": "* * * * * *", "command": "true", **extra}
+    )
+
+
+async def test_racing_schedulers_create_each_run_once(store_url: str) -> None:
+    specs = [_spec(f"job-{n}") for n in range(20)]
+    first = await _with_jobs(store_url, *specs, cursor=T0)
+    second = await open_store(store_url)
+    try:
+        clock = FakeClock(T0)
+        schedulers = [
+            Scheduler(store, clock, on_runs_created=lambda: None, batch=7)
+            for store in (first, second)
+        ]
+        for step in range(5):
+            clock.current = T0 + timedelta(seconds=step)
+            await asyncio.gather(*(s.run_once() for s in schedulers))
+        runs = await first.list_runs(limit=1000)
+        keys = Counter((run.job_id, run.scheduled_for, run.attempt) for run in runs)
+        assert keys and max(keys.values()) == 1, "an occurrence got two runs"
+        # Up to now + 1 s horizon: instants T0 .. T0+5s, for every job, none skipped.
+        assert len(runs) == 20 * 6
+        assert {run.state for run in runs} == {RunState.SCHEDULED}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_outage_is_caught_up_per_misfire_policy(store_url: str) -> None:
+    store = await _with_jobs(
+        store_url,
+        _spec("once", schedule="*/10 * * * *", misfire="run_once"),
+        _spec("skip", schedule="*/10 * * * *", misfire="skip"),
+        _spec("bounded", schedule="*/10 * * * *", starting_deadline="25m"),
+        cursor=T0,
+    )
+    try:
+        clock = FakeClock(T0 + timedelta(hours=1, seconds=2))  # the scheduler was down 1 h
+        await Scheduler(store, clock, on_runs_created=lambda: None).run_once()
+        jobs = {job.spec.name: job for job in await store.list_jobs()}
+        by_job: dict[str, list[tuple[RunState, str | None]]] = {}
+        for run in sorted(await store.list_runs(limit=100), key=lambda r: r.scheduled_for):
+            name = run.job.split("/")[1]
+            by_job.setdefault(name, []).append((run.state, run.reason))
+        # 7 occurrences (12:00 .. 13:00), each handled exactly once.
+        assert all(len(v) == 7 for v in by_job.values())
+        # run_once: the missed 12:00..12:50 coalesce into one run (12:50); 13:00 is on time.
+        assert [s for s, _ in by_job["once"]] == [RunState.SKIPPED] * 5 + [RunState.SCHEDULED] * 2
+        assert all((r or "").startswith("misfire: coalesced") for _, r in by_job["once"][:5])
+        assert by_job["skip"][-1][0] is RunState.SCHEDULED
+        assert all(s is RunState.SKIPPED for s, _ in by_job["skip"][:-1])
+        assert all((r or "").startswith("misfire") for _, r in by_job["skip"][:-1])
+        deadline = [r for s, r in by_job["bounded"] if s is RunState.SKIPPED]
+        assert any((r or "").startswith("deadline passed") for r in deadline)
+        assert all(job.next_fire_at == T0 + timedelta(hours=1, minutes=10) for job in jobs.values())
+    finally:
+        await store.close()
+
+
+async def test_forbid_skips_at_start_time_and_allow_does_not(store_url: str) -> None:
+    store = await _with_jobs(
+        store_url, _spec("guarded", overlap="forbid"), _spec("free"), cursor=T0
+    )
+    try:
+        clock = FakeClock(T0)
+        runs = RunService(store, clock, claim_lead=timedelta(0))
+        scheduler = Scheduler(store, clock, on_runs_created=lambda: None)
+        worker = WorkerIdentity("w1", "host1")
+        await scheduler.run_once()
+        first = await runs.claim(worker, None)
+        assert sorted(order.job for order in first.orders) == ["default/free", "default/guarded"]
+        for order in first.orders:
+            await runs.started(order.run_id, 4242, "host1")
+        clock.current = T0 + timedelta(seconds=1)
+        await scheduler.run_once()
+        second = await runs.claim(worker, None)
+        assert [order.job for order in second.orders] == ["default/free"]
+        skipped = await store.list_runs(states=[RunState.SKIPPED])
+        assert [(run.job, run.reason) for run in skipped] == [
+            ("default/guarded", "overlap: previous run still active")
+        ]
+    finally:
+        await store.close()
