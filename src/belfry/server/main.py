@@ -12,6 +12,7 @@ from belfry import __version__
 from belfry.server.api import create_app
 from belfry.server.node import Node
 from belfry.server.settings import Settings
+from belfry.worker.child_watcher import use_pidfd_child_watcher
 
 __all__ = ["serve"]
 
@@ -23,6 +24,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    use_pidfd_child_watcher()
     node = await Node.open(settings)
     app = create_app(node)
     config = uvicorn.Config(
