@@ -251,3 +251,31 @@ def test_retention_prunes_old_runs(store_url: str, tmp_path: Path) -> None:
         assert oldest_kept > 3, "the first runs should have been pruned"
     finally:
         server.stop()
+
+
+def test_apply_diff_dry_run_and_prune(belfry: Belfry, tmp_path: Path) -> None:
+    first = tmp_path / "v1.yaml"
+    first.write_text(
+        "jobs:\n"
+        "  - {name: keep, group: ops, schedule: '@daily', command: 'true'}\n"
+        "  - {name: drop, group: ops, schedule: '@daily', command: 'true'}\n"
+        "  - {name: other, group: elsewhere, schedule: '@daily', command: 'true'}\n"
+    )
+    assert belfry.cli("apply", "-f", str(first)).returncode == 0
+    second = tmp_path / "v2.yaml"
+    second.write_text("jobs:\n  - {name: keep, group: ops, schedule: '@hourly', command: 'true'}\n")
+
+    preview = belfry.cli_json("apply", "-f", str(second), "--prune", "--dry-run")
+    actions = {change["job"]: change["action"] for change in preview["changes"]}
+    assert actions == {"ops/keep": "update", "ops/drop": "delete"}
+    assert preview["changes"][0]["fields"]["schedule"] == ["@daily", "@hourly"]
+    assert len(belfry.cli_json("jobs")) == 3, "--dry-run changed something"
+
+    applied = belfry.cli("apply", "-f", str(second), "--prune")
+    assert applied.returncode == 0 and "1 updated, 1 deleted" in applied.stdout
+    jobs = {job["job"]: job for job in belfry.cli_json("jobs")}
+    assert set(jobs) == {"ops/keep", "elsewhere/other"}, "prune must stay within the groups"
+    next_run = datetime.fromisoformat(jobs["ops/keep"]["next_run"].replace("Z", "+00:00"))
+    assert next_run.minute == 0 and next_run.second == 0
+    again = belfry.cli("apply", "-f", str(second))
+    assert "0 created, 0 updated, 0 deleted, 1 unchanged" in again.stdout

@@ -11,9 +11,10 @@ import typer
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.jobfiles import JobFileError, load_job_files
 from belfry.cli.options import Output, Server, Token, connect
-from belfry.cli.rendering import OutputFormat, local_time, print_json, print_table, short_time
+from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
+from belfry.core.explanations import explain as explain_schedule
 from belfry.core.jobs import JobKey
-from belfry.core.schedules import ScheduleError, describe, next_instants, parse_schedule
+from belfry.core.schedules import ScheduleError
 
 __all__ = ["register"]
 
@@ -187,26 +188,20 @@ def register(app: typer.Typer) -> None:
         """Explain a schedule in words with its next instants (offline)."""
         after = _parse_instant(from_, "--from") if from_ else datetime.now(UTC)
         try:
-            parsed = parse_schedule(schedule, tz)
+            explanation = explain_schedule(schedule, tz, after=after, count=count)
         except ScheduleError as error:
             raise CliError(f"schedule: {error}", EXIT_BAD_INPUT) from None
-        instants = next_instants(parsed, after, count)
         if output is OutputFormat.JSON:
-            print_json(
-                {
-                    "schedule": schedule,
-                    "timezone": tz,
-                    "description": describe(parsed),
-                    "next": [i.isoformat().replace("+00:00", "Z") for i in instants],
-                }
-            )
+            print_json(explanation.to_json())
             return
-        print(describe(parsed))
+        print(explanation.description)
         print_table(
             ["#", "UTC", f"local ({tz})"],
             [
-                [n, i.strftime("%Y-%m-%d %H:%M:%SZ"), local_time(i, parsed.zone)]
-                for n, i in enumerate(instants, 1)
+                [n, instant.strftime("%Y-%m-%d %H:%M:%SZ"), local]
+                for n, (instant, local) in enumerate(
+                    zip(explanation.instants, explanation.local_times(), strict=True), 1
+                )
             ],
         )
 

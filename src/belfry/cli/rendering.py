@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["OutputFormat", "local_time", "print_json", "print_table", "short_time"]
+__all__ = ["OutputFormat", "print_json", "print_table", "short_time"]
 
 # Piped output keeps whole lines (grep-able) instead of wrapping at 80 columns.
 _console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
@@ -45,8 +45,3 @@ def short_time(value: str | None) -> str:
     if instant.microsecond:
         text += f".{instant.microsecond // 1000:03d}"
     return text + "Z"
-
-
-def local_time(instant: datetime, zone: Any) -> str:
-    local = instant.astimezone(zone)
-    return local.strftime("%Y-%m-%d %H:%M:%S %z")
