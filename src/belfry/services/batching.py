@@ -17,8 +17,10 @@ Item = TypeVar("Item")
 
 
 class GroupCommit(Generic[Item]):
-    def __init__(self, write: Callable[[list[Item]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[list[Item]], Awaitable[None]], linger: float = 0.0) -> None:
         self._write = write
+        # Seconds a new batch waits for more items before it is written.
+        self._linger = linger
         self._pending: list[tuple[Item, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -33,6 +35,8 @@ class GroupCommit(Generic[Item]):
         await done
 
     async def _drain(self) -> None:
+        if self._linger:
+            await asyncio.sleep(self._linger)
         while self._pending:
             batch, self._pending = self._pending, []
             try:

@@ -24,7 +24,15 @@ from belfry.ports.store import Store
 from belfry.services.batching import GroupCommit
 from belfry.services.wakeups import RunWatchers, Wakeup
 
-__all__ = ["RunService", "WorkerIdentity"]
+__all__ = ["PREPARE_AHEAD", "RunService", "WorkerIdentity"]
+
+# Runs are created and handed to workers this far ahead of their instant. Not a whole
+# second: most schedules fire on whole seconds, so preparing the next occurrence half a
+# second off the grid keeps that database work out of the current second's spawn burst.
+PREPARE_AHEAD = timedelta(seconds=1.5)
+# Reports wait this long for company before being written: a burst of starts becomes a
+# few transactions instead of hundreds, after the burst rather than during it.
+REPORT_LINGER = 0.02
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,7 @@ class RunService:
         store: Store,
         clock: Clock,
         *,
-        claim_lead: timedelta = timedelta(seconds=1),
+        claim_lead: timedelta = PREPARE_AHEAD,
         claim_batch: int = 1000,
         spread: Callable[[], float] = random.random,
     ) -> None:
@@ -69,9 +77,9 @@ class RunService:
         self.watchers = RunWatchers()
         self._kills: dict[str, set[int]] = {}
         self._claimed: dict[int, RunRecord] = {}
-        self._started = GroupCommit[_Started](self._write_started)
-        self._outputs = GroupCommit[OutputChunk](self._write_output)
-        self._finished = GroupCommit[_Finished](self._write_finished)
+        self._started = GroupCommit[_Started](self._write_started, linger=REPORT_LINGER)
+        self._outputs = GroupCommit[OutputChunk](self._write_output, linger=REPORT_LINGER)
+        self._finished = GroupCommit[_Finished](self._write_finished, linger=REPORT_LINGER)
 
     # -- triggers and kills -----------------------------------------------------------------
     async def trigger(self, job: JobRecord) -> RunRecord:

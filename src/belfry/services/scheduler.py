@@ -20,6 +20,7 @@ from belfry.core.schedules import Schedule, parse_schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.runs import PREPARE_AHEAD
 from belfry.services.wakeups import Wakeup
 
 __all__ = ["Scheduler"]
@@ -34,7 +35,7 @@ class Scheduler:
         clock: Clock,
         *,
         on_runs_created: Callable[[], None],
-        horizon: timedelta = timedelta(seconds=1),
+        horizon: timedelta = PREPARE_AHEAD,
         batch: int = 500,
         idle_recheck: float = 30.0,
     ) -> None:
