@@ -118,3 +118,31 @@ async def test_forbid_skips_at_start_time_and_allow_does_not(store_url: str) -> 
         ]
     finally:
         await store.close()
+
+
+async def test_a_schedule_change_retires_runs_prepared_from_the_old_one(store_url: str) -> None:
+    from belfry.services.jobs import JobService
+
+    store = await open_store(store_url)
+    try:
+        clock = FakeClock(T0)
+        jobs = JobService(store, clock, on_change=lambda: None)
+        await jobs.apply([_spec("moving")])
+        clock.current = T0 + timedelta(seconds=1)
+        await Scheduler(store, clock, on_runs_created=lambda: None).run_once()
+        prepared = await store.list_runs(states=[RunState.SCHEDULED])
+        assert prepared, "the scheduler prepares runs ahead"
+        result = await jobs.apply([_spec("moving", schedule="@hourly")])
+        assert result.count("update") == 1
+        runs = await store.list_runs()
+        assert {run.state for run in runs} == {RunState.SKIPPED}
+        assert {run.reason for run in runs} == {"schedule changed before this run started"}
+        job = await jobs.get(_spec("moving").key)
+        assert job.next_fire_at == T0.replace(hour=13)
+        # A change that does not touch timing keeps the prepared runs.
+        clock.current = T0.replace(hour=12, minute=59, second=59)
+        await Scheduler(store, clock, on_runs_created=lambda: None).run_once()
+        await jobs.apply([_spec("moving", schedule="@hourly", description="x")])
+        assert await store.list_runs(states=[RunState.SCHEDULED])
+    finally:
+        await store.close()

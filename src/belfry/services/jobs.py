@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from belfry.core.jobs import JobKey, JobSpec
-from belfry.core.records import JobRecord, JobWrite
+from belfry.core.records import JobRecord, JobWrite, Transition, Trigger
+from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 
@@ -110,8 +111,32 @@ class JobService:
                     deletes.append(job.id)
         if not dry_run and (writes or deletes):
             await self._store.apply_jobs(writes, deletes, now)
+            rescheduled = [w.job_id for w in writes if w.job_id is not None and w.reset_cursor]
+            await self._retire_prepared_runs(rescheduled)
             self._on_change()
         return ApplyResult(changes, dry_run)
+
+    async def _retire_prepared_runs(self, job_ids: Sequence[int]) -> None:
+        """Runs prepared ahead from a schedule that has just changed belong to the old
+        schedule: record them as skipped instead of letting them start."""
+        if not job_ids:
+            return
+        prepared = await self._store.runs_in_states([RunState.SCHEDULED], job_ids)
+        retire = [run for run in prepared if run.trigger is Trigger.SCHEDULE]
+        if retire:
+            await self._store.transition(
+                [
+                    Transition(
+                        run.id,
+                        RunState.SKIPPED,
+                        frozenset({RunState.SCHEDULED}),
+                        Actor.USER,
+                        reason="schedule changed before this run started",
+                    )
+                    for run in retire
+                ],
+                self._clock.now(),
+            )
 
     async def delete(self, key: JobKey) -> None:
         job = await self.get(key)
