@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from belfry.core.schedules import format_instant
 from belfry.core.states import RunState
 
 __all__ = ["Assignment", "Outcome", "RunOrder", "judge"]
@@ -31,8 +32,7 @@ class RunOrder:
     @property
     def occurrence(self) -> str:
         """Stable across retries: an idempotency key for the command's side effects."""
-        stamp = self.scheduled_for.isoformat().replace("+00:00", "Z")
-        return f"{self.job}@{stamp}"
+        return f"{self.job}@{format_instant(self.scheduled_for)}"
 
     def process_environment(self) -> dict[str, str]:
         """The BELFRY_* variables of INTERFACE.md plus the job's own env."""
@@ -40,7 +40,7 @@ class RunOrder:
             **self.env,
             "BELFRY_JOB": self.job,
             "BELFRY_RUN_ID": str(self.run_id),
-            "BELFRY_SCHEDULED_FOR": self.scheduled_for.isoformat().replace("+00:00", "Z"),
+            "BELFRY_SCHEDULED_FOR": format_instant(self.scheduled_for),
             "BELFRY_ATTEMPT": str(self.attempt),
             "BELFRY_OCCURRENCE": self.occurrence,
         }

@@ -109,7 +109,7 @@ def plan_occurrences(
         if misfire is MisfirePolicy.RUN_ALL:
             reason = f"misfire: more than {misfire_max} missed occurrences"
         elif caught_up:
-            reason = f"misfire: coalesced into the run for {_rfc3339(caught_up[-1])}"
+            reason = f"misfire: coalesced into the run for {format_instant(caught_up[-1])}"
         else:
             reason = "misfire: coalesced into the run for a later missed occurrence"
         plan.skip.extend(Skip(instant, reason) for instant in dropped)
@@ -132,10 +132,6 @@ def _count_misfires(
 
 def _whole_seconds(value: timedelta) -> timedelta:
     return timedelta(seconds=max(1, int(value.total_seconds())))
-
-
-def _rfc3339(instant: datetime) -> str:
-    return format_instant(instant)
 
 
 class OverlapVerdict(StrEnum):
