@@ -146,3 +146,38 @@ async def test_a_schedule_change_retires_runs_prepared_from_the_old_one(store_ur
         assert await store.list_runs(states=[RunState.SCHEDULED])
     finally:
         await store.close()
+
+
+async def test_seeded_list_and_bounded_schedules(store_url: str) -> None:
+    """Each job gets its own H minute (same schedule text, different names), a list fires
+    at the union and ``end`` stops the job."""
+    h_jobs = [_spec(f"h-{n}", schedule="H * * * *") for n in range(8)]
+    store = await _with_jobs(
+        store_url,
+        *h_jobs,
+        _spec("list", schedule=["0 * * * *", "30 * * * *", "0 13 * * *"]),
+        _spec("ends", schedule="*/10 * * * *", end="2027-03-01T12:20:00Z"),
+        cursor=T0,
+    )
+    try:
+        clock = FakeClock(T0 + timedelta(hours=2))
+        await Scheduler(store, clock, on_runs_created=lambda: None, horizon=timedelta(0)).run_once()
+        by_job: dict[str, list[datetime]] = {}
+        for run in await store.list_runs(limit=1000):
+            by_job.setdefault(run.job.split("/")[1], []).append(run.scheduled_for)
+        # The first run is at the stored cursor (T0); the later ones at the job's H minute.
+        minutes = {}
+        for spec in h_jobs:
+            later = sorted(by_job[spec.name])[1:]
+            assert later[0] == spec.parsed_schedule().next_after(T0)
+            assert {instant.minute for instant in later} == {later[0].minute}
+            minutes[spec.name] = later[0].minute
+        assert len(set(minutes.values())) > 1
+        assert sorted(by_job["list"]) == [
+            T0 + timedelta(minutes=minutes) for minutes in (0, 30, 60, 90, 120)
+        ]
+        assert sorted(by_job["ends"]) == [T0 + timedelta(minutes=m) for m in (0, 10, 20)]
+        jobs = {job.spec.name: job for job in await store.list_jobs()}
+        assert jobs["ends"].next_fire_at is None
+    finally:
+        await store.close()

@@ -32,6 +32,11 @@ def job_path(text: str) -> str:
     return f"/api/v1/jobs/{key.group}/{key.name}"
 
 
+def schedule_text(schedule: str | list[str]) -> str:
+    """A job's schedule on one line: a list of schedules joined with `` | ``."""
+    return schedule if isinstance(schedule, str) else " | ".join(schedule)
+
+
 def _load(files: list[Path]) -> Any:
     try:
         return load_job_files(files)
@@ -120,7 +125,7 @@ def register(app: typer.Typer) -> None:
             [
                 [
                     job["job"],
-                    job["schedule"],
+                    schedule_text(job["schedule"]),
                     job["timezone"],
                     short_time(job["next_run"]),
                     job["last_state"] or "-",

@@ -7,22 +7,30 @@ the same things with the same field names.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     field_validator,
     model_validator,
 )
 
 from belfry.core.durations import format_duration, parse_duration
-from belfry.core.schedules import Schedule, ScheduleError, parse_schedule, parse_timezone
+from belfry.core.schedules import (
+    Schedule,
+    ScheduleError,
+    bound_schedule,
+    parse_schedule,
+    parse_timezone,
+)
 
 __all__ = [
     "Duration",
@@ -50,6 +58,10 @@ Duration = Annotated[
     BeforeValidator(_to_timedelta),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def _rfc3339(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
 
 
 class OverlapPolicy(StrEnum):
@@ -117,8 +129,12 @@ class JobKey(BaseModel):
 class JobSpec(_Strict):
     name: str
     group: str = "default"
-    schedule: str
+    # One schedule, or a non-empty list of them (the job fires at their union).
+    schedule: str | Annotated[list[str], Strict()]
     timezone: str = "UTC"
+    # Optional bounds: no occurrence before ``start`` nor after ``end``.
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     command: str | list[str] | None = None
     http: HttpSpec | None = None
     pool: str = "default"
@@ -154,7 +170,7 @@ class JobSpec(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _valid_schedule(cls, value: str) -> str:
+    def _valid_schedule(cls, value: str | list[str]) -> str | list[str]:
         try:
             parse_schedule(value)
         except ScheduleError as error:
@@ -201,6 +217,11 @@ class JobSpec(_Strict):
             raise ValueError("command: a job needs exactly one of 'command' or 'http'")
         if self.http is not None:
             raise ValueError("http: HTTP jobs are not supported yet; use 'command'")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(
+                f"end: {_rfc3339(self.end)} is before start {_rfc3339(self.start)}; "
+                "the job would never run"
+            )
         return self
 
     @property
@@ -208,7 +229,10 @@ class JobSpec(_Strict):
         return JobKey(group=self.group, name=self.name)
 
     def parsed_schedule(self) -> Schedule:
-        return parse_schedule(self.schedule, self.timezone)
+        """The schedule in the job's zone, ``H`` seeded by ``group/name``, within the
+        job's ``start``/``end`` bounds."""
+        schedule = parse_schedule(self.schedule, self.timezone, seed=str(self.key))
+        return bound_schedule(schedule, self.start, self.end)
 
     def to_document(self) -> dict[str, Any]:
         """The spec as JSON-ready data, without defaults (what ``export`` writes)."""

@@ -23,9 +23,10 @@ offset and changes it back within one day.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -36,12 +37,16 @@ from cronsim import CronSim, CronSimError
 from belfry.core.durations import parse_duration
 
 __all__ = [
+    "AwsCronSchedule",
+    "BoundedSchedule",
     "CronSchedule",
     "IntervalSchedule",
     "OneOffSchedule",
     "RepeatingSchedule",
     "Schedule",
     "ScheduleError",
+    "UnionSchedule",
+    "bound_schedule",
     "describe",
     "format_instant",
     "humanize_interval",
@@ -422,8 +427,16 @@ def _parse_iso_duration(text: str, expression: str) -> timedelta:
     return timedelta(**values)
 
 
-def parse_schedule(expression: str, timezone: str = "UTC") -> Schedule:
-    """Parse any schedule syntax Belfry knows; raise ScheduleError naming the problem."""
+def parse_schedule(
+    expression: str | Sequence[str], timezone: str = "UTC", *, seed: str = ""
+) -> Schedule:
+    """Parse any schedule syntax Belfry knows; raise ScheduleError naming the problem.
+
+    A list of expressions fires at the union of their instants, each instant once.
+    ``seed`` (a job's ``group/name``) picks the values of ``H`` fields.
+    """
+    if not isinstance(expression, str):
+        return _parse_union(list(expression), timezone, seed)
     zone = parse_timezone(timezone)
     text = " ".join(str(expression).split())
     if not text:
@@ -454,6 +467,8 @@ def parse_schedule(expression: str, timezone: str = "UTC") -> Schedule:
         except (ValueError, OverflowError) as error:
             raise ScheduleError(f"invalid schedule {text!r}: {error}") from error
         return IntervalSchedule(text, zone, interval)
+    if lowered.startswith("cron("):
+        return _parse_aws_cron(text, zone, seed)
     if lowered.startswith("at "):
         return OneOffSchedule(text, zone, _parse_instant(text[3:], zone, text))
     repeating = _REPEATING.fullmatch(text)
@@ -483,7 +498,298 @@ def parse_schedule(expression: str, timezone: str = "UTC") -> Schedule:
             f"invalid schedule {text!r}: cron needs 5 fields (6 with seconds first), "
             f"got {len(fields)}; or use 'every 5m', 'rate(5 minutes)', 'at <ISO time>'"
         )
-    return CronSchedule(text, zone, text)
+    return CronSchedule(text, zone, _expand_h(text, fields, seed))
+
+
+# --- H: a deterministic per-job spread -----------------------------------------------------
+
+# The values ``H`` picks from in each field when no range is given (day-of-month stops at 28
+# so that every month has the chosen day), and the bounds an explicit ``H(a-b)`` must obey.
+_H_DEFAULT = {
+    "second": (0, 59),
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day-of-month": (1, 28),
+    "month": (1, 12),
+    "day-of-week": (0, 6),
+}
+_H_LIMITS = {**_H_DEFAULT, "day-of-month": (1, 31)}
+_H_ITEM = re.compile(r"H(?:\((\d+)-(\d+)\))?(?:/(\d+))?", re.IGNORECASE)
+
+
+def _h_number(seed: str, field: str, item: int) -> int:
+    """A stable number for ``seed`` (sha256, the same in every process and release)."""
+    digest = hashlib.sha256(f"{seed}\x00{field}\x00{item}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _expand_h_item(expression: str, field: str, item: str, index: int, seed: str) -> str:
+    match = _H_ITEM.fullmatch(item)
+    if not match:
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: bad {field} field {item!r} "
+            "(write H, H(a-b), H/n or H(a-b)/n)"
+        )
+    low, high = _H_DEFAULT[field]
+    if match.group(1) is not None:
+        low, high = int(match.group(1)), int(match.group(2))
+        lowest, highest = _H_LIMITS[field]
+        if not lowest <= low <= high <= highest:
+            raise ScheduleError(
+                f"invalid cron expression {expression!r}: bad {field} field {item!r} "
+                f"(the range of H(a-b) must lie within {lowest}-{highest}, a <= b)"
+            )
+    number = _h_number(seed, field, index)
+    if match.group(3) is None:
+        return str(low + number % (high - low + 1))
+    step = int(match.group(3))
+    if step < 1:
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: bad {field} field {item!r} "
+            "(the step of H/n must be at least 1)"
+        )
+    start = low + number % min(step, high - low + 1)
+    # cronsim reads a one-value range with a step (5-5/1) as 5/1, from 5 to the end.
+    return f"{start}-{high}/{step}" if start < high else str(start)
+
+
+def _expand_h(expression: str, fields: Sequence[str], seed: str) -> str:
+    """Cron ``fields`` with every ``H`` item replaced by the value ``seed`` picks."""
+    names = _FIELD_NAMES if len(fields) == 6 else _FIELD_NAMES[1:]
+    expanded = []
+    for name, text in zip(names, fields, strict=True):
+        items = text.split(",")
+        expanded.append(
+            ",".join(
+                _expand_h_item(expression, name, item, index, seed)
+                if item[:1] in ("H", "h")
+                else item
+                for index, item in enumerate(items)
+            )
+        )
+    return " ".join(expanded)
+
+
+# --- AWS cron(min hour dom month dow year) ------------------------------------------------
+
+_AWS_CRON = re.compile(r"cron\((.*)\)", re.IGNORECASE)
+_AWS_YEARS = (1970, 2199)
+_AWS_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week", "year")
+
+
+def _aws_error(expression: str, detail: str) -> ScheduleError:
+    return ScheduleError(f"invalid AWS schedule {expression!r}: {detail}")
+
+
+def _aws_day_of_week(expression: str, text: str) -> str:
+    """AWS numbers days 1-7 from Sunday; cron 0-6. Names and ``H`` stay as they are."""
+
+    def shift(number: re.Match[str]) -> str:
+        day = int(number.group())
+        if not 1 <= day <= 7:
+            raise _aws_error(
+                expression,
+                f"bad day-of-week field {text!r} (AWS numbers the days 1-7 = SUN-SAT, "
+                "or use the names SUN-SAT)",
+            )
+        return str(day - 1)
+
+    items = []
+    for item in text.split(","):
+        base, slash, step = item.partition("/")
+        day, hash_sign, nth = base.partition("#")
+        if day.upper() == "L":
+            day = "7"  # AWS: a lone L is the last day of the week, Saturday
+        items.append(re.sub(r"\d+", shift, day) + hash_sign + nth + slash + step)
+    return ",".join(items)
+
+
+def _aws_years(expression: str, text: str) -> frozenset[int] | None:
+    if text == "*":
+        return None
+    low_limit, high_limit = _AWS_YEARS
+    years: set[int] = set()
+    for item in text.split(","):
+        match = re.fullmatch(r"(\*|(\d{4})(?:-(\d{4}))?)(?:/(\d+))?", item)
+        if not match:
+            raise _aws_error(
+                expression,
+                f"bad year field {text!r} (write *, a year, a range such as 2027-2029, "
+                "a list, or a step such as 2027-2035/2)",
+            )
+        if match.group(1) == "*":
+            low, high = low_limit, high_limit
+        else:
+            low = int(match.group(2))
+            high = int(match.group(3)) if match.group(3) else low
+            if match.group(4) and not match.group(3):
+                high = high_limit
+        step = int(match.group(4)) if match.group(4) else 1
+        if not low_limit <= low <= high <= high_limit or step < 1:
+            raise _aws_error(
+                expression,
+                f"bad year field {text!r} (years run {low_limit}-{high_limit}, "
+                "ranges low-high, steps at least 1)",
+            )
+        years.update(range(low, high + 1, step))
+    return frozenset(years)
+
+
+def _parse_aws_cron(text: str, zone: ZoneInfo, seed: str) -> Schedule:
+    match = _AWS_CRON.fullmatch(text)
+    fields = match.group(1).split() if match else []
+    if len(fields) != 6:
+        raise _aws_error(
+            text,
+            f"AWS cron takes 6 fields, cron(minute hour day-of-month month day-of-week "
+            f"year), e.g. cron(0 12 * * ? *); got {len(fields)}",
+        )
+    minute, hour, day, month, weekday, year = fields
+    for name, value in zip(_AWS_FIELDS, fields, strict=True):
+        if "?" in value and (name not in ("day-of-month", "day-of-week") or value != "?"):
+            raise _aws_error(
+                text, f"bad {name} field {value!r} ('?' may only be the whole day field)"
+            )
+    if (day == "?") == (weekday == "?"):
+        raise _aws_error(
+            text,
+            "exactly one of day-of-month and day-of-week must be '?' "
+            "(e.g. cron(0 12 * * ? *) or cron(0 12 ? * MON-FRI *))",
+        )
+    day = "*" if day == "?" else day
+    weekday = "*" if weekday == "?" else _aws_day_of_week(text, weekday)
+    years = _aws_years(text, year)
+    cron = CronSchedule(text, zone, _expand_h(text, [minute, hour, day, month, weekday], seed))
+    return AwsCronSchedule(text, zone, cron, years)
+
+
+def _describe_years(years: frozenset[int]) -> str:
+    ordered = sorted(years)
+    spans: list[list[int]] = []
+    for year in ordered:
+        if spans and spans[-1][1] == year - 1:
+            spans[-1][1] = year
+        else:
+            spans.append([year, year])
+    words = [str(low) if low == high else f"{low}-{high}" for low, high in spans]
+    return ", ".join(words)
+
+
+@dataclass(frozen=True)
+class AwsCronSchedule(Schedule):
+    """AWS ``cron(min hour dom month dow year)``: a cron schedule on the job's wall clock,
+    limited to the years of its sixth field (all of them when it is ``*``)."""
+
+    expression: str
+    zone: ZoneInfo
+    cron: CronSchedule
+    years: frozenset[int] | None
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        cursor = instant
+        while True:
+            candidate = self.cron.next_after(cursor)
+            if candidate is None or self.years is None:
+                return candidate
+            year = candidate.astimezone(self.zone).year
+            if year in self.years:
+                return candidate
+            later = [allowed for allowed in self.years if allowed > year]
+            if not later:
+                return None
+            # Resume just before the first wall-clock instant of the next allowed year.
+            start = datetime(min(later), 1, 1, tzinfo=self.zone).astimezone(UTC)
+            cursor = start - _MICROSECOND
+
+    def describe(self) -> str:
+        words = self.cron.describe()
+        if self.years is not None:
+            words += f", in {_describe_years(self.years)}"
+        return words
+
+
+# --- lists of schedules and start/end bounds ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnionSchedule(Schedule):
+    """Several schedules: fires at every instant of any of them, each instant once."""
+
+    expression: str
+    zone: ZoneInfo
+    members: tuple[Schedule, ...]
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        upcoming = [
+            found for member in self.members if (found := member.next_after(instant)) is not None
+        ]
+        return min(upcoming, default=None)
+
+    def describe(self) -> str:
+        return "; ".join(member.describe() for member in self.members)
+
+
+def _parse_union(expressions: list[str], timezone: str, seed: str) -> Schedule:
+    if not expressions:
+        raise ScheduleError("empty list of schedules: give at least one")
+    zone = parse_timezone(timezone)
+    members = []
+    for number, expression in enumerate(expressions, start=1):
+        try:
+            members.append(parse_schedule(expression, timezone, seed=seed))
+        except ScheduleError as error:
+            raise ScheduleError(f"schedule {number} of {len(expressions)}: {error}") from error
+    text = " | ".join(member.expression for member in members)
+    return UnionSchedule(text, zone, tuple(members))
+
+
+@dataclass(frozen=True)
+class BoundedSchedule(Schedule):
+    """A schedule with no instant before ``start`` nor after ``end`` (both included)."""
+
+    expression: str
+    zone: ZoneInfo
+    inner: Schedule
+    start: datetime | None
+    end: datetime | None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ScheduleError(
+                f"end {format_instant(self.end)} is before start {format_instant(self.start)}"
+            )
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        cursor = _utc(instant)
+        if self.start is not None and cursor < self.start:
+            cursor = self.start - _MICROSECOND
+        upcoming = self.inner.next_after(cursor)
+        if upcoming is None or (self.end is not None and upcoming > self.end):
+            return None
+        return upcoming
+
+    def describe(self) -> str:
+        words = self.inner.describe()
+        if self.start is not None:
+            words += f", from {format_instant(self.start)}"
+        if self.end is not None:
+            words += f", until {format_instant(self.end)}"
+        return words
+
+
+def bound_schedule(
+    schedule: Schedule, start: datetime | None = None, end: datetime | None = None
+) -> Schedule:
+    """``schedule`` limited to ``[start, end]`` (aware instants; either may be None)."""
+    if start is None and end is None:
+        return schedule
+    return BoundedSchedule(
+        schedule.expression,
+        schedule.zone,
+        schedule,
+        None if start is None else _utc(start),
+        None if end is None else _utc(end),
+    )
 
 
 def next_instants(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
@@ -502,6 +808,16 @@ def next_instants(schedule: Schedule, after: datetime, count: int) -> list[datet
 def describe(schedule: Schedule) -> str:
     """The schedule in words, naming the zone its wall-clock times are read in."""
     words = schedule.describe()
-    if isinstance(schedule, CronSchedule):
+    if _on_wall_clock(schedule):
         words += f" ({schedule.zone.key})"
     return words
+
+
+def _on_wall_clock(schedule: Schedule) -> bool:
+    if isinstance(schedule, CronSchedule | AwsCronSchedule):
+        return True
+    if isinstance(schedule, BoundedSchedule):
+        return _on_wall_clock(schedule.inner)
+    if isinstance(schedule, UnionSchedule):
+        return any(_on_wall_clock(member) for member in schedule.members)
+    return False

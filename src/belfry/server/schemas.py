@@ -106,7 +106,9 @@ class JobSummary(BaseModel):
     job: str
     group: str
     name: str
-    schedule: str
+    schedule: str | list[str] = Field(
+        description="The schedule as written: one expression, or a list fired at the union."
+    )
     timezone: str
     next_run: datetime | None
     last_state: str | None

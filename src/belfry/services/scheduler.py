@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from belfry.core.policies import plan_occurrences
 from belfry.core.records import JobAdvance, JobRecord, NewRun
-from belfry.core.schedules import Schedule, parse_schedule
+from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
@@ -48,7 +48,7 @@ class Scheduler:
         # Upper bound on a sleep: a safety net for changes made by another process.
         self._idle_recheck = idle_recheck
         self._wakeup = Wakeup()
-        self._schedules: dict[tuple[str, str], Schedule] = {}
+        self._schedules: dict[tuple[object, ...], Schedule] = {}
 
     def wake(self) -> None:
         """A job changed: re-read the cursors now instead of at the planned time."""
@@ -84,10 +84,13 @@ class Scheduler:
         return min(max(seconds, 0.0), self._idle_recheck)
 
     def _schedule(self, job: JobRecord) -> Schedule:
-        key = (job.spec.schedule, job.spec.timezone)
+        spec = job.spec
+        # Everything the parsed schedule depends on: H is seeded by the job's name.
+        written = spec.schedule if isinstance(spec.schedule, str) else tuple(spec.schedule)
+        key = (written, spec.timezone, str(spec.key), spec.start, spec.end)
         schedule = self._schedules.get(key)
         if schedule is None:
-            schedule = self._schedules[key] = parse_schedule(*key)
+            schedule = self._schedules[key] = spec.parsed_schedule()
         return schedule
 
     def _advance(self, job: JobRecord, now: datetime) -> JobAdvance:
