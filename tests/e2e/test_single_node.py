@@ -279,3 +279,21 @@ def test_apply_diff_dry_run_and_prune(belfry: Belfry, tmp_path: Path) -> None:
     assert next_run.minute == 0 and next_run.second == 0
     again = belfry.cli("apply", "-f", str(second))
     assert "0 created, 0 updated, 0 deleted, 1 unchanged" in again.stdout
+
+
+def test_explain_job_uses_the_jobs_own_spread(belfry: Belfry, tmp_path: Path) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - {name: spread-a, schedule: "H * * * *", timezone: Asia/Kolkata, command: "true"}
+          - {name: spread-b, schedule: "H * * * *", command: "true"}
+        """,
+    )
+    for name in ("spread-a", "spread-b"):
+        explained = belfry.cli_json("explain", "--job", f"default/{name}", "-n", "3")
+        shown = belfry.api("GET", f"/api/v1/jobs/default/{name}")
+        assert explained["next"][:3] == [n.replace("+00:00", "Z") for n in shown["next"][:3]]
+        instants = [_instant(n) for n in explained["next"]]
+        assert len({i.minute for i in instants}) == 1, "H picks one minute per job"
+    assert belfry.cli_json("explain", "--job", "default/spread-a")["timezone"] == "Asia/Kolkata"

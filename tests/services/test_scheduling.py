@@ -181,3 +181,25 @@ async def test_seeded_list_and_bounded_schedules(store_url: str) -> None:
         assert jobs["ends"].next_fire_at is None
     finally:
         await store.close()
+
+
+async def test_jitter_delays_start_not_the_occurrence(store_url: str) -> None:
+    store = await _with_jobs(
+        store_url, _spec("spread", schedule="*/5 * * * * *", jitter="30s"), cursor=T0
+    )
+    try:
+        clock = FakeClock(T0 + timedelta(seconds=3))
+        scheduler = Scheduler(store, clock, on_runs_created=lambda: None)
+        for step in range(0, 25, 5):
+            clock.current = T0 + timedelta(seconds=step + 3)
+            await scheduler.run_once()
+        runs = await store.list_runs(limit=100)
+        # 12:00:00 .. 12:00:20, each once, all on time.
+        assert len(runs) == 5 and {run.state for run in runs} == {RunState.SCHEDULED}
+        delays = {run.not_before - run.scheduled_for for run in runs}
+        # 30 s of jitter, but never past the next occurrence 5 s later.
+        assert all(timedelta(0) <= d < timedelta(seconds=5) for d in delays)
+        assert len(delays) > 1, "jitter should differ between occurrences"
+        assert all(run.scheduled_for.second % 5 == 0 for run in runs)
+    finally:
+        await store.close()

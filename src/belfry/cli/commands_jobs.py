@@ -13,7 +13,8 @@ from belfry.cli.jobfiles import JobFileError, load_job_files
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
 from belfry.core.explanations import explain as explain_schedule
-from belfry.core.jobs import JobKey
+from belfry.core.explanations import explain_schedule as explain_parsed
+from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.schedules import ScheduleError
 
 __all__ = ["register"]
@@ -182,20 +183,39 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def explain(
-        schedule: Annotated[str, typer.Argument(help='e.g. "30 2 * * *" or "every 5m"')],
+        schedule: Annotated[
+            str | None, typer.Argument(help='e.g. "30 2 * * *" or "every 5m"')
+        ] = None,
         tz: Annotated[str, typer.Option("--tz", help="IANA time zone.")] = "UTC",
+        job: Annotated[
+            str | None,
+            typer.Option(
+                "--job", metavar="GROUP/NAME", help="A job's schedule, as the server runs it."
+            ),
+        ] = None,
+        server: Server = None,
+        token: Token = None,
         from_: Annotated[
             str | None, typer.Option("--from", help="Start after this time [default: now].")
         ] = None,
         count: Annotated[int, typer.Option("-n", min=1, max=1000, help="How many instants.")] = 5,
         output: Output = OutputFormat.TABLE,
     ) -> None:
-        """Explain a schedule in words with its next instants (offline)."""
+        """Explain a schedule in words with its next instants (offline, except --job)."""
         after = _parse_instant(from_, "--from") if from_ else datetime.now(UTC)
+        if (schedule is None) == (job is None):
+            raise CliError("give a SCHEDULE or --job GROUP/NAME (one of them)", EXIT_BAD_INPUT)
         try:
-            explanation = explain_schedule(schedule, tz, after=after, count=count)
+            if job is not None:
+                # The job's own spread (H), bounds and zone: parsed from its stored spec.
+                spec = JobSpec.model_validate(connect(server, token).get(job_path(job))["spec"])
+                explanation = explain_parsed(spec.parsed_schedule(), after=after, count=count)
+            else:
+                assert schedule is not None
+                explanation = explain_schedule(schedule, tz, after=after, count=count)
         except ScheduleError as error:
             raise CliError(f"schedule: {error}", EXIT_BAD_INPUT) from None
+        tz = explanation.timezone
         if output is OutputFormat.JSON:
             print_json(explanation.to_json())
             return

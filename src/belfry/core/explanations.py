@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from belfry.core.schedules import (
+    Schedule,
     describe,
     format_instant,
     next_instants,
@@ -18,7 +19,7 @@ from belfry.core.schedules import (
     parse_timezone,
 )
 
-__all__ = ["Explanation", "explain", "format_local"]
+__all__ = ["Explanation", "explain", "explain_schedule", "format_local"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,13 @@ def explain(
     """
     if count < 0:
         raise ValueError(f"count must be 0 or more, got {count}")
-    schedule = parse_schedule(expression, timezone)
+    return explain_schedule(parse_schedule(expression, timezone), after=after, count=count)
+
+
+def explain_schedule(schedule: Schedule, *, after: datetime, count: int = 5) -> Explanation:
+    """The same for an already parsed schedule (a job's: seeded, bounded)."""
+    if count < 0:
+        raise ValueError(f"count must be 0 or more, got {count}")
     if after.tzinfo is None or after.utcoffset() is None:
         after = after.replace(tzinfo=schedule.zone)
     return Explanation(

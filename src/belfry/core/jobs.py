@@ -25,6 +25,9 @@ from pydantic import (
 
 from belfry.core.durations import format_duration, parse_duration
 from belfry.core.schedules import (
+    DstGap,
+    DstRepeat,
+    DstRules,
     Schedule,
     ScheduleError,
     bound_schedule,
@@ -33,6 +36,7 @@ from belfry.core.schedules import (
 )
 
 __all__ = [
+    "DstSpec",
     "Duration",
     "HttpSpec",
     "JobKey",
@@ -105,6 +109,23 @@ class HttpSpec(_Strict):
     expect_status: list[int] = Field(default_factory=lambda: [200])
 
 
+class DstSpec(_Strict):
+    """What the job's fixed-time cron expressions do around DST changes.
+
+    ``gap``: an occurrence whose wall-clock time is skipped by a spring-forward change runs
+    right after the gap (``run_after``, Debian cron) or not that day (``skip``).
+    ``repeat``: an occurrence whose wall-clock time happens twice in an autumn change runs
+    in the first pass (``once``, Debian cron) or in both (``both``). Wildcard expressions
+    (``*/15 * * * *``, ``0 */2 * * *``) run at every real instant whatever the rules.
+    """
+
+    gap: DstGap = "run_after"
+    repeat: DstRepeat = "once"
+
+    def rules(self) -> DstRules:
+        return DstRules(gap=self.gap, repeat=self.repeat)
+
+
 class JobKey(BaseModel):
     """``group/name``: how users name a job."""
 
@@ -132,9 +153,13 @@ class JobSpec(_Strict):
     # One schedule, or a non-empty list of them (the job fires at their union).
     schedule: str | Annotated[list[str], Strict()]
     timezone: str = "UTC"
+    # DST rules for fixed-time cron expressions (defaults: Debian cron's).
+    dst: DstSpec = Field(default_factory=DstSpec)
     # Optional bounds: no occurrence before ``start`` nor after ``end``.
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
+    # Up to this much later than each instant, the same for the same occurrence.
+    jitter: Duration | None = None
     command: str | list[str] | None = None
     http: HttpSpec | None = None
     pool: str = "default"
@@ -229,9 +254,11 @@ class JobSpec(_Strict):
         return JobKey(group=self.group, name=self.name)
 
     def parsed_schedule(self) -> Schedule:
-        """The schedule in the job's zone, ``H`` seeded by ``group/name``, within the
-        job's ``start``/``end`` bounds."""
-        schedule = parse_schedule(self.schedule, self.timezone, seed=str(self.key))
+        """The schedule in the job's zone and DST rules, ``H`` seeded by ``group/name``,
+        within the job's ``start``/``end`` bounds."""
+        schedule = parse_schedule(
+            self.schedule, self.timezone, seed=str(self.key), dst=self.dst.rules()
+        )
         return bound_schedule(schedule, self.start, self.end)
 
     def to_document(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Nothing here reads a clock: ``now`` is always an argument.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,6 +21,7 @@ __all__ = [
     "OverlapVerdict",
     "Skip",
     "decide_overlap",
+    "jitter_offset",
     "plan_occurrences",
     "retry_delay",
 ]
@@ -174,6 +176,19 @@ def decide_overlap(
             OverlapVerdict.SKIP, f"overlap: queue full ({queue_max} already waiting)"
         )
     return OverlapDecision(OverlapVerdict.WAIT)
+
+
+def jitter_offset(
+    seed: str, instant: datetime, jitter: timedelta, following: datetime | None
+) -> timedelta:
+    """How long after its nominal ``instant`` an occurrence starts, for a job with
+    ``jitter``: the same for the same job and occurrence (a hash, not a random draw, so
+    every replica and every retry agrees), never negative, and always before the
+    ``following`` occurrence."""
+    room = jitter if following is None else min(jitter, following - instant)
+    digest = hashlib.sha256(f"{seed}@{instant.isoformat()}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64  # in [0, 1)
+    return timedelta(microseconds=int(room / timedelta(microseconds=1) * fraction))
 
 
 def retry_delay(policy: RetrySpec, failed_attempt: int, spread: float) -> timedelta | None:

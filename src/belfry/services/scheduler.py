@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from belfry.core.policies import plan_occurrences
+from belfry.core.policies import jitter_offset, plan_occurrences
 from belfry.core.records import JobAdvance, JobRecord, NewRun
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
@@ -106,7 +106,11 @@ class Scheduler:
             misfire_max=spec.misfire_max,
             starting_deadline=spec.starting_deadline,
         )
-        runs = [NewRun(job.id, instant, not_before=instant) for instant in plan.fire]
+        schedule = self._schedule(job)
+        runs = [
+            NewRun(job.id, instant, not_before=self._start_at(job, schedule, instant))
+            for instant in plan.fire
+        ]
         runs += [
             NewRun(
                 job.id,
@@ -119,3 +123,11 @@ class Scheduler:
         ]
         runs.sort(key=lambda run: run.scheduled_for)
         return JobAdvance(job.id, job.next_fire_at, plan.next_cursor, runs)
+
+    @staticmethod
+    def _start_at(job: JobRecord, schedule: Schedule, instant: datetime) -> datetime:
+        """The instant itself, or later by the job's deterministic jitter."""
+        if job.spec.jitter is None:
+            return instant
+        following = schedule.next_after(instant)
+        return instant + jitter_offset(str(job.key), instant, job.spec.jitter, following)
