@@ -57,7 +57,8 @@ def test_plain_h_is_inside_each_fields_range(seed: str) -> None:
 def test_h_range_and_step_stay_inside_the_range(seed: str, low: int, size: int, step: int) -> None:
     high = min(low + size, 59)
     schedule = parse_schedule(f"H({low}-{high})/{step} * * * *", seed=seed)
-    instants = next_instants(schedule, START, 12)
+    # From just before START (minute 0): next_instants is strictly after its start.
+    instants = next_instants(schedule, START - timedelta(microseconds=1), 12)
     assert instants
     minutes = {instant.minute for instant in instants}
     assert all(low <= minute <= high for minute in minutes)

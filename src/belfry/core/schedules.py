@@ -15,6 +15,13 @@ cron's DST rules (DESIGN.md guarantee 6):
   real instant whose wall-clock time matches: in both passes of a repeated hour, and never
   in a gap.
 
+A job may choose otherwise for its fixed-time expressions with ``DstRules`` (a job's
+``dst: {gap: run_after | skip, repeat: once | both}``): ``gap="skip"`` drops an occurrence
+whose wall-clock time does not exist that day, and ``repeat="both"`` runs an occurrence
+whose wall-clock time happens twice in both passes (fold=0, then fold=1). The rules change
+nothing for wildcard expressions, which already run at every real instant (never in a gap,
+in both passes), nor in zones without DST.
+
 cronsim matches the fields (on a naive wall clock); this module maps wall-clock times to
 real instants. It assumes, as tzdata does for every zone, that a zone never changes its UTC
 offset and changes it back within one day.
@@ -30,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
@@ -40,6 +48,9 @@ __all__ = [
     "AwsCronSchedule",
     "BoundedSchedule",
     "CronSchedule",
+    "DstGap",
+    "DstRepeat",
+    "DstRules",
     "IntervalSchedule",
     "OneOffSchedule",
     "RepeatingSchedule",
@@ -99,6 +110,49 @@ def parse_timezone(name: str) -> ZoneInfo:
         if close:
             hint = f"did you mean {close}?"
     raise ScheduleError(f"unknown time zone {name!r} ({hint})")
+
+
+DstGap = Literal["run_after", "skip"]
+DstRepeat = Literal["once", "both"]
+
+
+@dataclass(frozen=True)
+class DstRules:
+    """What a fixed-time cron expression does around DST changes (module docstring).
+
+    ``gap``: ``run_after`` (Debian cron: at the first real instant after the gap) or
+    ``skip`` (not that day). ``repeat``: ``once`` (Debian cron: in the first pass) or
+    ``both`` (in each pass).
+    """
+
+    gap: DstGap = "run_after"
+    repeat: DstRepeat = "once"
+
+    def __post_init__(self) -> None:
+        if self.gap not in get_args(DstGap):
+            raise ScheduleError(
+                f"unknown DST gap rule {self.gap!r} (use {' or '.join(get_args(DstGap))})"
+            )
+        if self.repeat not in get_args(DstRepeat):
+            raise ScheduleError(
+                f"unknown DST repeat rule {self.repeat!r} (use {' or '.join(get_args(DstRepeat))})"
+            )
+
+    @property
+    def is_default(self) -> bool:
+        return self == _DEBIAN
+
+    def describe(self) -> str:
+        """The rules that differ from Debian cron's: ``DST gap: skip, repeated hour: both``."""
+        words = []
+        if self.gap != _DEBIAN.gap:
+            words.append(f"DST gap: {self.gap}")
+        if self.repeat != _DEBIAN.repeat:
+            words.append(f"{'repeated hour' if words else 'DST repeated hour'}: {self.repeat}")
+        return ", ".join(words)
+
+
+_DEBIAN = DstRules()
 
 
 class Schedule(ABC):
@@ -194,6 +248,7 @@ class CronSchedule(Schedule):
     expression: str
     zone: ZoneInfo
     fields: str
+    dst: DstRules = _DEBIAN
 
     def __post_init__(self) -> None:
         try:
@@ -213,9 +268,19 @@ class CronSchedule(Schedule):
         try:
             if self.zone.key in _UTC_KEYS:
                 return self._next_wall(after)
-            if self.fixed_time:
+            if not self.fixed_time:
+                return self._next_real_instant(after)
+            if self.dst.repeat == "once":
                 return self._next_fixed_time(after)
-            return self._next_real_instant(after)
+            # Both passes: every real instant whose wall time matches (which is the whole
+            # answer with gap=skip), plus the instants moved out of a gap.
+            real = self._next_real_instant(after)
+            if self.dst.gap == "skip":
+                return real
+            moved = self._next_fixed_time(after)
+            if real is None or moved is None:
+                return moved if real is None else real
+            return min(real, moved)
         except OverflowError:  # past datetime.max: the schedule has ended
             return None
 
@@ -235,18 +300,21 @@ class CronSchedule(Schedule):
         # A matching wall time maps to its real instant (the first pass when repeated; the
         # end of the gap when skipped). That map never decreases, so the first wall time
         # after ``after``'s own wall time whose instant is later than ``after`` is the one.
+        # With gap=skip, wall times of a gap map to nothing and are passed over.
         local = after.astimezone(self.zone)
         for wall in self._walls(local.replace(tzinfo=UTC, fold=0)):
             candidate = self._resolve_fixed_time(wall)
-            if candidate > after:
+            if candidate is not None and candidate > after:
                 return candidate
         return None
 
-    def _resolve_fixed_time(self, wall: datetime) -> datetime:
+    def _resolve_fixed_time(self, wall: datetime) -> datetime | None:
         naive = wall.replace(tzinfo=None, fold=0)
         first = naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
         if first.astimezone(self.zone).replace(tzinfo=None) == naive:
             return first  # a real wall time; in a repeated hour, its first pass
+        if self.dst.gap == "skip":
+            return None
         # Inside a spring-forward gap: fold=1 reads the wall time with the offset from
         # after the gap, fold=0 with the one from before, so the gap's end lies between.
         before = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
@@ -428,15 +496,20 @@ def _parse_iso_duration(text: str, expression: str) -> timedelta:
 
 
 def parse_schedule(
-    expression: str | Sequence[str], timezone: str = "UTC", *, seed: str = ""
+    expression: str | Sequence[str],
+    timezone: str = "UTC",
+    *,
+    seed: str = "",
+    dst: DstRules = _DEBIAN,
 ) -> Schedule:
     """Parse any schedule syntax Belfry knows; raise ScheduleError naming the problem.
 
     A list of expressions fires at the union of their instants, each instant once.
-    ``seed`` (a job's ``group/name``) picks the values of ``H`` fields.
+    ``seed`` (a job's ``group/name``) picks the values of ``H`` fields. ``dst`` is what
+    fixed-time cron expressions do in DST gaps and repeated hours (module docstring).
     """
     if not isinstance(expression, str):
-        return _parse_union(list(expression), timezone, seed)
+        return _parse_union(list(expression), timezone, seed, dst)
     zone = parse_timezone(timezone)
     text = " ".join(str(expression).split())
     if not text:
@@ -448,7 +521,7 @@ def parse_schedule(
             "(run the command from the host's init system instead)"
         )
     if lowered in _ALIASES:
-        return CronSchedule(text, zone, _ALIASES[lowered])
+        return CronSchedule(text, zone, _ALIASES[lowered], dst)
     if lowered.startswith("every "):
         try:
             return IntervalSchedule(text, zone, parse_duration(text[6:]))
@@ -468,7 +541,7 @@ def parse_schedule(
             raise ScheduleError(f"invalid schedule {text!r}: {error}") from error
         return IntervalSchedule(text, zone, interval)
     if lowered.startswith("cron("):
-        return _parse_aws_cron(text, zone, seed)
+        return _parse_aws_cron(text, zone, seed, dst)
     if lowered.startswith("at "):
         return OneOffSchedule(text, zone, _parse_instant(text[3:], zone, text))
     repeating = _REPEATING.fullmatch(text)
@@ -498,7 +571,7 @@ def parse_schedule(
             f"invalid schedule {text!r}: cron needs 5 fields (6 with seconds first), "
             f"got {len(fields)}; or use 'every 5m', 'rate(5 minutes)', 'at <ISO time>'"
         )
-    return CronSchedule(text, zone, _expand_h(text, fields, seed))
+    return CronSchedule(text, zone, _expand_h(text, fields, seed), dst)
 
 
 # --- H: a deterministic per-job spread -----------------------------------------------------
@@ -635,7 +708,7 @@ def _aws_years(expression: str, text: str) -> frozenset[int] | None:
     return frozenset(years)
 
 
-def _parse_aws_cron(text: str, zone: ZoneInfo, seed: str) -> Schedule:
+def _parse_aws_cron(text: str, zone: ZoneInfo, seed: str, dst: DstRules) -> Schedule:
     match = _AWS_CRON.fullmatch(text)
     fields = match.group(1).split() if match else []
     if len(fields) != 6:
@@ -659,7 +732,7 @@ def _parse_aws_cron(text: str, zone: ZoneInfo, seed: str) -> Schedule:
     day = "*" if day == "?" else day
     weekday = "*" if weekday == "?" else _aws_day_of_week(text, weekday)
     years = _aws_years(text, year)
-    cron = CronSchedule(text, zone, _expand_h(text, [minute, hour, day, month, weekday], seed))
+    cron = CronSchedule(text, zone, _expand_h(text, [minute, hour, day, month, weekday], seed), dst)
     return AwsCronSchedule(text, zone, cron, years)
 
 
@@ -729,14 +802,14 @@ class UnionSchedule(Schedule):
         return "; ".join(member.describe() for member in self.members)
 
 
-def _parse_union(expressions: list[str], timezone: str, seed: str) -> Schedule:
+def _parse_union(expressions: list[str], timezone: str, seed: str, dst: DstRules) -> Schedule:
     if not expressions:
         raise ScheduleError("empty list of schedules: give at least one")
     zone = parse_timezone(timezone)
     members = []
     for number, expression in enumerate(expressions, start=1):
         try:
-            members.append(parse_schedule(expression, timezone, seed=seed))
+            members.append(parse_schedule(expression, timezone, seed=seed, dst=dst))
         except ScheduleError as error:
             raise ScheduleError(f"schedule {number} of {len(expressions)}: {error}") from error
     text = " | ".join(member.expression for member in members)
@@ -809,8 +882,24 @@ def describe(schedule: Schedule) -> str:
     """The schedule in words, naming the zone its wall-clock times are read in."""
     words = schedule.describe()
     if _on_wall_clock(schedule):
-        words += f" ({schedule.zone.key})"
+        rules = _dst_rules(schedule)
+        extra = "" if rules is None or rules.is_default else f"; {rules.describe()}"
+        words += f" ({schedule.zone.key}{extra})"
     return words
+
+
+def _dst_rules(schedule: Schedule) -> DstRules | None:
+    """The DST rules of the schedule's cron expressions (all alike when parsed together)."""
+    if isinstance(schedule, CronSchedule):
+        return schedule.dst
+    if isinstance(schedule, AwsCronSchedule):
+        return schedule.cron.dst
+    if isinstance(schedule, BoundedSchedule):
+        return _dst_rules(schedule.inner)
+    if isinstance(schedule, UnionSchedule):
+        found = (_dst_rules(member) for member in schedule.members)
+        return next((rules for rules in found if rules is not None), None)
+    return None
 
 
 def _on_wall_clock(schedule: Schedule) -> bool:

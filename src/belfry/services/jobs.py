@@ -92,7 +92,7 @@ class JobService:
                 changes.append(JobChange(str(spec.key), "unchanged"))
                 continue
             changes.append(JobChange(str(spec.key), "update", diff))
-            timing = {"schedule", "timezone", "start", "end"}
+            timing = {"schedule", "timezone", "start", "end", "dst"}
             reset = bool(timing & diff.keys())
             writes.append(
                 JobWrite(

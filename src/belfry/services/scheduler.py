@@ -87,7 +87,7 @@ class Scheduler:
         spec = job.spec
         # Everything the parsed schedule depends on: H is seeded by the job's name.
         written = spec.schedule if isinstance(spec.schedule, str) else tuple(spec.schedule)
-        key = (written, spec.timezone, str(spec.key), spec.start, spec.end)
+        key = (written, spec.timezone, str(spec.key), spec.dst, spec.start, spec.end)
         schedule = self._schedules.get(key)
         if schedule is None:
             schedule = self._schedules[key] = spec.parsed_schedule()
