@@ -34,8 +34,9 @@ format: $(BIN)/.installed ## Format and auto-fix
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(BIN)/.installed ## Schedule-to-start latency, SQLite and PostgreSQL (prints a table)
+bench: $(BIN)/.installed ## Schedule maths speed, then schedule-to-start latency on SQLite and PostgreSQL
 	@scripts/ensure-postgres.sh
+	$(BIN)/python bench/schedule_speed.py
 	$(BIN)/python bench/fire_latency.py
 
 clean: ## Remove the virtualenv and caches
