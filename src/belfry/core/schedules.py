@@ -30,6 +30,7 @@ offset and changes it back within one day.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 from abc import ABC, abstractmethod
@@ -92,6 +93,13 @@ class ScheduleError(ValueError):
 @lru_cache(maxsize=1)
 def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_cron_fields(fields: str) -> None:
+    """Raise if cronsim rejects ``fields``. Cached: thousands of jobs share a handful of
+    expressions, and building a CronSim is the costliest part of parsing one."""
+    CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC))
 
 
 def parse_timezone(name: str) -> ZoneInfo:
@@ -252,7 +260,7 @@ class CronSchedule(Schedule):
 
     def __post_init__(self) -> None:
         try:
-            CronSim(self.fields, datetime(2000, 1, 1, tzinfo=UTC))
+            _check_cron_fields(self.fields)
         except (CronSimError, ValueError, IndexError, KeyError) as error:
             raise _cron_error(self.expression, self.fields, error) from error
 
