@@ -8,7 +8,6 @@ run at every real instant whatever the rules.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from itertools import product
 from zoneinfo import ZoneInfo
 
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from ruamel.yaml import YAML
+from zone_changes import offset_changes
 
 from belfry.core.jobs import DstSpec, JobSpec
 from belfry.core.schedules import (
@@ -393,40 +393,12 @@ def oracle(
     return sorted(instant for instant in found if lower < instant <= upper)
 
 
-def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
-    offset = instant.astimezone(zone).utcoffset()
-    assert offset is not None
-    return offset
-
-
-@cache
-def transitions(zone_name: str, year: int) -> tuple[datetime, ...]:
-    """Instants in ``year`` at which the zone changes its UTC offset (to the second)."""
-    zone = ZoneInfo(zone_name)
-    found = []
-    probe = datetime(year, 1, 1, tzinfo=UTC)
-    step = timedelta(hours=6)
-    while probe.year == year:
-        after = probe + step
-        if _offset(zone, probe) != _offset(zone, after):
-            low, high = probe, after
-            while high - low > timedelta(seconds=1):
-                middle = low + (high - low) / 2
-                if _offset(zone, middle) == _offset(zone, probe):
-                    low = middle
-                else:
-                    high = middle
-            found.append(high.replace(microsecond=0))
-        probe = after
-    return tuple(found)
-
-
 @st.composite
 def near_a_change(draw: st.DrawFn, zone_name: str) -> datetime:
     """A UTC instant within a few days of one of the zone's offset changes in 2000-2040."""
     changes: tuple[datetime, ...] = ()
     while not changes:
-        changes = transitions(zone_name, draw(st.integers(2000, 2040)))
+        changes = offset_changes(zone_name, draw(st.integers(2000, 2040)))
     change = draw(st.sampled_from(changes))
     before = draw(st.integers(-3 * 86400, 2 * 3600))
     micro = draw(st.sampled_from([0, 0, 1, 999_999]))

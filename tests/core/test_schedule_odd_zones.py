@@ -17,13 +17,13 @@ against zoneinfo by ``test_transitions_are_where_the_cases_assume``).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zone_changes import offset_changes
 
 from belfry.core.schedules import DstRules, next_instants, parse_schedule
 
@@ -270,27 +270,11 @@ ZONES = [
 LOWEST, HIGHEST = utc(2010, 1, 1), utc(2030, 1, 1)
 
 
-@cache
 def transitions(name: str) -> tuple[datetime, ...]:
     """The zone's offset changes in [LOWEST, HIGHEST), to the second."""
-    zone = ZoneInfo(name)
-    found: list[datetime] = []
-    cursor = LOWEST
-    offset = cursor.astimezone(zone).utcoffset()
-    while cursor < HIGHEST:
-        probe = cursor + timedelta(days=1)
-        if probe.astimezone(zone).utcoffset() != offset:
-            good, bad = int(cursor.timestamp()), int(probe.timestamp())
-            while bad - good > 1:
-                middle = (good + bad) // 2
-                if datetime.fromtimestamp(middle, zone).utcoffset() == offset:
-                    good = middle
-                else:
-                    bad = middle
-            found.append(datetime.fromtimestamp(bad, UTC))
-            offset = probe.astimezone(zone).utcoffset()
-        cursor = probe
-    return tuple(found)
+    return tuple(
+        change for year in range(LOWEST.year, HIGHEST.year) for change in offset_changes(name, year)
+    )
 
 
 @st.composite

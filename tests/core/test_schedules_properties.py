@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from zone_changes import offset_changes, utc_offset
 
 from belfry.core.schedules import ScheduleError, parse_schedule
 
@@ -140,7 +140,7 @@ class Oracle:
 
     def instants(self, zone: ZoneInfo, lower: datetime, upper: datetime) -> list[datetime]:
         """Every instant in ``(lower, upper]``, per Debian's rules."""
-        offsets = [_offset(zone, lower), _offset(zone, upper)]
+        offsets = [utc_offset(zone, lower), utc_offset(zone, upper)]
         margin = timedelta(hours=3)
         first = (lower + min(offsets) - margin).replace(tzinfo=None)
         last = (upper + max(offsets) + margin).replace(tzinfo=None)
@@ -161,44 +161,16 @@ class Oracle:
         return sorted(instant for instant in found if lower < instant <= upper)
 
 
-def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
-    offset = instant.astimezone(zone).utcoffset()
-    assert offset is not None
-    return offset
-
-
 def _real(zone: ZoneInfo, wall: datetime) -> bool:
     instant = wall.replace(tzinfo=zone).astimezone(UTC)
     return instant.astimezone(zone).replace(tzinfo=None) == wall
-
-
-@cache
-def transitions(zone_name: str, year: int) -> tuple[datetime, ...]:
-    """Instants in ``year`` at which ``zone_name`` changes its UTC offset (to the second)."""
-    zone = ZoneInfo(zone_name)
-    found = []
-    probe = datetime(year, 1, 1, tzinfo=UTC)
-    step = timedelta(hours=6)
-    while probe.year == year:
-        after = probe + step
-        if _offset(zone, probe) != _offset(zone, after):
-            low, high = probe, after
-            while high - low > timedelta(seconds=1):
-                middle = low + (high - low) / 2
-                if _offset(zone, middle) == _offset(zone, probe):
-                    low = middle
-                else:
-                    high = middle
-            found.append(high.replace(microsecond=0))
-        probe = after
-    return tuple(found)
 
 
 @st.composite
 def starts(draw: st.DrawFn, zone_name: str) -> datetime:
     """A UTC instant in 2000-2040: anywhere, or within a day or two of a DST change."""
     year = draw(st.integers(2000, 2040))
-    changes = transitions(zone_name, year)
+    changes = offset_changes(zone_name, year)
     near_a_change = draw(st.booleans())
     if changes and near_a_change:
         change = draw(st.sampled_from(changes))
