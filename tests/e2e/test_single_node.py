@@ -297,3 +297,31 @@ def test_explain_job_uses_the_jobs_own_spread(belfry: Belfry, tmp_path: Path) ->
         instants = [_instant(n) for n in explained["next"]]
         assert len({i.minute for i in instants}) == 1, "H picks one minute per job"
     assert belfry.cli_json("explain", "--job", "default/spread-a")["timezone"] == "Asia/Kolkata"
+
+
+def test_export_round_trips_through_apply(belfry: Belfry, tmp_path: Path) -> None:
+    belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: nightly
+            group: billing
+            schedule: ["30 2 * * *", "@hourly"]
+            timezone: Europe/Berlin
+            command: ["./bin/invoices", "--nightly"]
+            timeout: 30m
+            retries: {max: 3, backoff: 30s}
+            env: {RAILS_ENV: production}
+          - {name: beat, schedule: "every 10s", command: "echo hi", overlap: forbid}
+        """,
+    )
+    exported = belfry.cli("export")
+    assert exported.returncode == 0, exported.stderr
+    path = tmp_path / "exported.yaml"
+    path.write_text(exported.stdout)
+    assert "RAILS_ENV: production" in exported.stdout
+    again = belfry.cli_json("apply", "-f", str(path), "--dry-run")
+    assert {change["action"] for change in again["changes"]} == {"unchanged"}
+    assert len(again["changes"]) == 2
+    only = belfry.cli("export", "--group", "billing")
+    assert "billing" in only.stdout and "beat" not in only.stdout

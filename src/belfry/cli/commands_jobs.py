@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from ruamel.yaml import YAML
 
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.jobfiles import JobFileError, load_job_files
@@ -102,6 +104,22 @@ def register(app: typer.Typer) -> None:
             f"{verb}: {counts['create']} created, {counts['update']} updated, "
             f"{counts['delete']} deleted, {counts['unchanged']} unchanged"
         )
+
+    @app.command()
+    def export(
+        group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+        server: Server = None,
+        token: Token = None,
+    ) -> None:
+        """Print jobs as YAML that `belfry apply -f` takes back unchanged."""
+        client = connect(server, token)
+        documents = []
+        for job in client.get("/api/v1/jobs", group=group):
+            spec = client.get(job_path(job["job"]))["spec"]
+            documents.append({"name": spec.pop("name"), "group": job["group"], **spec})
+        yaml = YAML()
+        yaml.default_flow_style = False
+        yaml.dump({"jobs": documents}, sys.stdout)
 
     @app.command()
     def validate(file: Files) -> None:
