@@ -12,7 +12,6 @@ from belfry.cli.commands_jobs import JobArg, _print_runs, job_path
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
-from belfry.core.jobs import JobKey
 from belfry.core.states import RunState
 
 __all__ = ["register"]
@@ -93,10 +92,7 @@ def register(app: typer.Typer) -> None:
                     f"--state: unknown state {value!r} (one of {_STATES})", EXIT_BAD_INPUT
                 )
         if job is not None:
-            try:
-                JobKey.parse(job)
-            except ValueError as error:
-                raise CliError(str(error), EXIT_BAD_INPUT) from None
+            job_path(job)  # rejects a malformed GROUP/NAME with exit 2 before any request
         data = connect(server, token).get("/api/v1/runs", job=job, state=state, limit=limit)
         if output is OutputFormat.JSON:
             print_json(

@@ -80,11 +80,7 @@ def _router() -> APIRouter:
     @api.get("/jobs", response_model=list[JobSummary])
     async def list_jobs(node: NodeDep, group: str | None = None) -> list[JobSummary]:
         jobs = await node.jobs.list(group)
-        summaries = []
-        for job in jobs:
-            recent = await node.store.list_runs(job_id=job.id, limit=1)
-            summaries.append(JobSummary.of(job, recent[0] if recent else None))
-        return summaries
+        return [await _summary(node, job) for job in jobs]
 
     @api.get("/jobs/{group}/{name}", response_model=JobDetail)
     async def show_job(
@@ -219,8 +215,13 @@ async def _set_paused(
         job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note)
     except UnknownJob as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    recent = await node.store.list_runs(job_id=job.id, limit=1)
-    return JobSummary.of(job, recent[0] if recent else None)
+    return await _summary(node, job)
+
+
+async def _summary(node: Node, job: JobRecord) -> JobSummary:
+    """A job with the state of its latest run (one indexed look-up per job)."""
+    latest = await node.store.list_runs(job_id=job.id, limit=1)
+    return JobSummary.of(job, latest[0] if latest else None)
 
 
 def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
