@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from belfry.core.durations import format_duration, parse_duration
+from belfry.core.names import NAME_RULE, is_valid_name
 from belfry.core.schedules import (
     DstGap,
     DstRepeat,
@@ -47,8 +48,6 @@ __all__ = [
     "RetentionSpec",
     "RetrySpec",
 ]
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
 def _to_timedelta(value: Any) -> timedelta:
@@ -139,7 +138,7 @@ class JobKey(BaseModel):
         group, slash, name = text.partition("/")
         if not slash:
             group, name = "default", text
-        if not _NAME.match(group) or not _NAME.match(name):
+        if not is_valid_name(group) or not is_valid_name(name):
             raise ValueError(f"not a job name: {text!r} (expected GROUP/NAME)")
         return cls(group=group, name=name)
 
@@ -186,11 +185,8 @@ class JobSpec(_Strict):
     @field_validator("name", "group")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                "must be 1-100 characters of a-z, 0-9, '-', '_', '.', starting with a letter "
-                "or digit"
-            )
+        if not is_valid_name(value):
+            raise ValueError(NAME_RULE)
         return value
 
     @field_validator("schedule")
