@@ -74,6 +74,9 @@ class ApiClient:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
 
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
 
 def _reason(error: httpx.HTTPError) -> str:
     text = str(error) or type(error).__name__

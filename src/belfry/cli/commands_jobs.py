@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
         loaded = _load(file)
         body = {
             "jobs": [job.model_dump(mode="json") for job in loaded.jobs],
+            "calendars": [calendar.model_dump(mode="json") for calendar in loaded.calendars],
             "prune": prune,
             "dry_run": dry_run,
         }
@@ -93,6 +94,13 @@ def register(app: typer.Typer) -> None:
                 for field, (before, after) in change["fields"].items()
             )
             rows.append([change["action"], change["job"], detail])
+        for change in result.get("calendar_changes", []):
+            if change["action"] != "unchanged":
+                detail = ", ".join(
+                    f"{field}: {before!r} -> {after!r}"
+                    for field, (before, after) in change["fields"].items()
+                )
+                rows.append([change["action"], f"calendar {change['calendar']}", detail])
         if rows:
             print_table(["action", "job", "changes"], rows)
         counts = {
@@ -117,15 +125,24 @@ def register(app: typer.Typer) -> None:
         for job in client.get("/api/v1/jobs", group=group):
             spec = client.get(job_path(job["job"]))["spec"]
             documents.append({"name": spec.pop("name"), "group": job["group"], **spec})
+        stored = {item["name"]: item["spec"] for item in client.get("/api/v1/calendars")}
+        wanted = set(stored) if group is None else _named_calendars(documents, stored)
+        calendars = [stored[name] for name in sorted(wanted) if name in stored]
         yaml = YAML()
         yaml.default_flow_style = False
-        yaml.dump({"jobs": documents}, sys.stdout)
+        yaml.dump(
+            {"calendars": calendars, "jobs": documents} if calendars else {"jobs": documents},
+            sys.stdout,
+        )
 
     @app.command()
     def validate(file: Files) -> None:
         """Check job files offline; errors as file:line: field: message."""
         loaded = _load(file)
-        print(f"ok: {len(loaded.jobs)} jobs in {len(file)} path(s)")
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        calendars = f", {len(loaded.calendars)} calendars" if loaded.calendars else ""
+        print(f"ok: {len(loaded.jobs)} jobs{calendars} in {len(file)} path(s)")
 
     @app.command()
     def jobs(
@@ -247,6 +264,19 @@ def register(app: typer.Typer) -> None:
                 )
             ],
         )
+
+
+def _named_calendars(jobs: list[dict[str, Any]], stored: dict[str, dict[str, Any]]) -> set[str]:
+    """The calendars these jobs name, with the calendars those include or exclude."""
+    pending = [name for job in jobs for name in (*job.get("exclude", []), *job.get("only", []))]
+    found: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            calendar = stored.get(name, {})
+            pending.extend([*calendar.get("include", []), *calendar.get("exclude", [])])
+    return found
 
 
 def _print_runs(runs: list[dict[str, Any]], title: str | None = None) -> None:

@@ -29,12 +29,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
+from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
 from belfry.core.durations import parse_duration
 from belfry.core.jobs import JobKey, JobSpec
 
@@ -52,12 +54,13 @@ __all__ = [
 MAX_FILE_BYTES = 5 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
 
+# The top-level sections, and what one item of each is called.
+_SECTIONS = {"jobs": "job", "calendars": "calendar"}
 # Top-level sections the format will have (INTERFACE.md) but this version cannot apply yet.
 _PLANNED_SECTIONS = {
     "channels": "notification channels come in a later version; remove this section for now",
-    "calendars": "calendars come in a later version; remove this section for now",
 }
-_KNOWN_SECTIONS = ("jobs", *_PLANNED_SECTIONS)
+_KNOWN_SECTIONS = (*_SECTIONS, *_PLANNED_SECTIONS)
 
 # Pydantic error types that mean "wrong kind of value", and the kind that was expected.
 _EXPECTED = {
@@ -78,7 +81,12 @@ _EXPECTED = {
 _KEY_ERRORS = {"extra_forbidden", "invalid_key"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # A job that is valid in every other field, to find which field makes validation crash.
-_PROBE_JOB = {"name": "probe", "schedule": "every 1m", "command": "true"}
+# (And a calendar valid in every other field, for the same purpose.)
+_PROBES: dict[type[BaseModel], dict[str, Any]] = {
+    JobSpec: {"name": "probe", "schedule": "every 1m", "command": "true"},
+    CalendarSpec: {"name": "probe", "dates": ["2027-01-01"]},
+}
+_M = TypeVar("_M", bound=BaseModel)
 
 
 # --------------------------------------------------------------------------- public API
@@ -129,6 +137,11 @@ class LoadedJobs:
     sources: dict[JobKey, SourceLocation] = field(default_factory=dict)
     # The files read, as displayed in problems and sources.
     files: list[str] = field(default_factory=list)
+    calendars: list[CalendarSpec] = field(default_factory=list)
+    calendar_sources: dict[str, SourceLocation] = field(default_factory=dict)
+    # Not errors, but worth saying: calendars named but not defined in these files (the
+    # server may have them; apply checks).
+    warnings: list[Problem] = field(default_factory=list)
 
     def source_of(self, job: JobSpec | JobKey) -> SourceLocation:
         return self.sources[job.key if isinstance(job, JobSpec) else job]
@@ -157,6 +170,27 @@ def load_job_text(text: str, file: str = "<string>") -> LoadedJobs:
 # --------------------------------------------------------------------------- loading
 
 
+class _TextTimestamps(RoundTripConstructor):
+    """Dates and times stay text for the models to parse: YAML's own parsing raises on
+    ``2027-13-01`` before any field (or line) is known, and drops nothing we need."""
+
+
+_TextTimestamps.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A calendar named by a job or another calendar, and where (``where.message`` empty)."""
+
+    name: str
+    where: Problem
+
+
+_CALENDAR_ERROR = re.compile(r"calendars\[([^\]]+)\]\.(\w+): (.*)")
+
+
 @dataclass
 class _Issue:
     """A problem inside one job, before its location is known."""
@@ -171,11 +205,16 @@ class _Loader:
         self._problems: list[Problem] = []
         self._jobs: list[JobSpec] = []
         self._sources: dict[JobKey, SourceLocation] = {}
+        self._calendars: list[CalendarSpec] = []
+        self._calendar_sources: dict[str, SourceLocation] = {}
+        self._references: list[_Reference] = []
         self._files: list[str] = []
         self._seen: set[Path] = set()
         self._yaml = YAML(typ="rt")
+        self._yaml.Constructor = _TextTimestamps
 
     def result(self) -> LoadedJobs:
+        warnings = self._check_references()
         if self._problems:
             raise JobFileError(self._problems)
         return LoadedJobs(
@@ -183,7 +222,43 @@ class _Loader:
             groups={job.group for job in self._jobs},
             sources=dict(self._sources),
             files=list(self._files),
+            calendars=list(self._calendars),
+            calendar_sources=dict(self._calendar_sources),
+            warnings=warnings,
         )
+
+    def _check_references(self) -> list[Problem]:
+        """Warnings for calendars named but not defined here; problems for calendars that
+        cannot resolve (cycles) when everything they name is here."""
+        warnings = [
+            Problem(
+                reference.where.file,
+                reference.where.line,
+                reference.where.field,
+                f"calendar '{reference.name}' is not defined in these files "
+                "(apply needs it on the server)",
+            )
+            for reference in self._references
+            if reference.name not in self._calendar_sources
+        ]
+        if warnings or not self._calendars:
+            return warnings
+        try:
+            compile_calendars(self._calendars)
+        except CalendarError as error:
+            match = _CALENDAR_ERROR.fullmatch(str(error))
+            source = self._calendar_sources.get(match.group(1)) if match else None
+            if match and source is not None:
+                self._problem(
+                    source.file,
+                    source.line,
+                    f"calendars[{match.group(1)}].{match.group(2)}",
+                    match.group(3),
+                )
+            else:
+                first = next(iter(self._calendar_sources.values()))
+                self._problem(first.file, first.line, "calendars", str(error))
+        return warnings
 
     # -- finding files
 
@@ -279,7 +354,7 @@ class _Loader:
             )
             return
         for key in root:
-            if key == "jobs":
+            if key in _SECTIONS:
                 continue
             line = _key_line(root, key, 1)
             if key in _PLANNED_SECTIONS:
@@ -287,38 +362,36 @@ class _Loader:
             else:
                 hint = _did_you_mean(key, _KNOWN_SECTIONS) or " (a job file holds a 'jobs:' list)"
                 self._problem(file, line, _key_text(key), f"unknown top-level key{hint}")
-        jobs = root.get("jobs")
-        if jobs is None:
-            return  # "jobs:" with every job commented out
-        if not isinstance(jobs, list):
-            hint = " (start each job with '- ')" if isinstance(jobs, dict) else ""
-            self._problem(
-                file,
-                _value_line(root, "jobs", 1),
-                "jobs",
-                f"expected a list of jobs, got {_describe(_plain(jobs, {}))}{hint}",
-            )
-            return
-        for index, node in enumerate(jobs):
-            self._load_job(file, jobs, index, node)
+        for section, what in _SECTIONS.items():
+            items = root.get(section)
+            if items is None:
+                continue  # "jobs:" with every job commented out
+            if not isinstance(items, list):
+                hint = f" (start each {what} with '- ')" if isinstance(items, dict) else ""
+                self._problem(
+                    file,
+                    _value_line(root, section, 1),
+                    section,
+                    f"expected a list of {section}, got {_describe(_plain(items, {}))}{hint}",
+                )
+                continue
+            for index, node in enumerate(items):
+                if section == "jobs":
+                    self._load_job(file, items, index, node)
+                else:
+                    self._load_calendar(file, items, index, node)
 
     def _load_job(self, file: str, jobs: Any, index: int, node: Any) -> None:
         prefix = f"jobs[{index}]"
         job_line = _item_line(jobs, index, _node_line(jobs))
-        if not isinstance(node, dict):
-            self._problem(
-                file,
-                job_line,
-                prefix,
-                "expected a job (a mapping with name, schedule and command), got "
-                + _describe(_plain(node, {})),
-            )
-            return
-        data = _plain(node, {})
-        spec, issues = _validate(data)
-        for issue in issues:
-            path, line = _locate(node, prefix, job_line, issue.loc, on_key=issue.on_key)
-            self._problem(file, line, path, issue.message)
+        spec = self._load_item(
+            JobSpec,
+            file,
+            node,
+            prefix,
+            job_line,
+            "a job (a mapping with name, schedule and command)",
+        )
         if spec is None:
             return
         location = SourceLocation(file, job_line)
@@ -334,6 +407,48 @@ class _Loader:
             return
         self._sources[spec.key] = location
         self._jobs.append(spec)
+        for field_name in ("exclude", "only"):
+            for position, name in enumerate(getattr(spec, field_name)):
+                path, line = _locate(node, prefix, job_line, (field_name, position), on_key=False)
+                self._references.append(_Reference(name, Problem(file, line, path, "")))
+
+    def _load_calendar(self, file: str, calendars: Any, index: int, node: Any) -> None:
+        prefix = f"calendars[{index}]"
+        line = _item_line(calendars, index, _node_line(calendars))
+        spec = self._load_item(
+            CalendarSpec, file, node, prefix, line, "a calendar (a mapping with a name)"
+        )
+        if spec is None:
+            return
+        first = self._calendar_sources.get(spec.name)
+        if first is not None:
+            self._problem(
+                file,
+                max(_key_line(node, "name", line), line),
+                f"{prefix}.name",
+                f"duplicate calendar '{spec.name}': also defined at {first}",
+            )
+            return
+        self._calendar_sources[spec.name] = SourceLocation(file, line)
+        self._calendars.append(spec)
+        for field_name in ("include", "exclude"):
+            for position, name in enumerate(getattr(spec, field_name)):
+                path, at = _locate(node, prefix, line, (field_name, position), on_key=False)
+                self._references.append(_Reference(name, Problem(file, at, path, "")))
+
+    def _load_item(
+        self, model: type[_M], file: str, node: Any, prefix: str, line: int, expected: str
+    ) -> _M | None:
+        if not isinstance(node, dict):
+            self._problem(
+                file, line, prefix, f"expected {expected}, got {_describe(_plain(node, {}))}"
+            )
+            return None
+        spec, issues = _validate(model, _plain(node, {}))
+        for issue in issues:
+            path, at = _locate(node, prefix, line, issue.loc, on_key=issue.on_key)
+            self._problem(file, at, path, issue.message)
+        return spec
 
     def _problem(self, file: str, line: int, where: str, message: str) -> None:
         self._problems.append(Problem(file, line, where, message))
@@ -342,15 +457,15 @@ class _Loader:
 # --------------------------------------------------------------------------- validation
 
 
-def _validate(data: dict[Any, Any]) -> tuple[JobSpec | None, list[_Issue]]:
-    """The job, or None and why not."""
-    cleaned, issues = _precheck(JobSpec, data, ())
+def _validate(model: type[_M], data: dict[Any, Any]) -> tuple[_M | None, list[_Issue]]:
+    """The job (or calendar), or None and why not."""
+    cleaned, issues = _precheck(model, data, ())
     try:
-        spec = JobSpec.model_validate(cleaned)
+        spec = model.model_validate(cleaned)
     except ValidationError as error:
-        return None, issues + _from_pydantic(error, cleaned)
+        return None, issues + _from_pydantic(model, error, cleaned)
     except Exception:  # a validator that crashed must not become a traceback
-        return None, issues + _crashed_fields(cleaned)
+        return None, issues + _crashed_fields(model, cleaned)
     return (spec, []) if not issues else (None, issues)
 
 
@@ -407,12 +522,12 @@ def _duration_problem(value: Any) -> str | None:
     )
 
 
-def _crashed_fields(data: dict[Any, Any]) -> list[_Issue]:
+def _crashed_fields(model: type[BaseModel], data: dict[Any, Any]) -> list[_Issue]:
     """Validation raised something other than a validation error: find the field(s)."""
     issues = []
     for key, value in data.items():
         try:
-            JobSpec.model_validate({**_PROBE_JOB, key: value})
+            model.model_validate({**_PROBES[model], key: value})
         except ValidationError:
             continue
         except OverflowError:
@@ -422,7 +537,9 @@ def _crashed_fields(data: dict[Any, Any]) -> list[_Issue]:
     return issues or [_Issue((), "this job cannot be checked (internal error)")]
 
 
-def _from_pydantic(error: ValidationError, data: dict[Any, Any]) -> list[_Issue]:
+def _from_pydantic(
+    model: type[BaseModel], error: ValidationError, data: dict[Any, Any]
+) -> list[_Issue]:
     """Pydantic's errors as issues: union branches folded, messages in YAML terms."""
     plain: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     unions: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
@@ -430,18 +547,18 @@ def _from_pydantic(error: ValidationError, data: dict[Any, Any]) -> list[_Issue]
         details: dict[str, Any] = dict(error_details)
         loc, union_at = _strip_union_tags(tuple(details["loc"]), data, details["type"])
         if not loc:
-            loc, details = _model_error_field(details)
+            loc, details = _model_error_field(model, details)
         if union_at is None:
             plain.append((loc, details))
         else:
             unions.setdefault(loc[:union_at], []).append((loc, details))
 
-    issues = [_issue(loc, details) for loc, details in plain]
+    issues = [_issue(model, loc, details) for loc, details in plain]
     for base, branches in unions.items():
         deep = [(loc, details) for loc, details in branches if len(loc) > len(base)]
         if deep:
             # The value had the shape of one branch (a list): only its errors matter.
-            issues.extend(_issue(loc, details) for loc, details in deep)
+            issues.extend(_issue(model, loc, details) for loc, details in deep)
             continue
         expected = [_EXPECTED.get(details["type"]) for _, details in branches]
         if all(expected):
@@ -449,24 +566,24 @@ def _from_pydantic(error: ValidationError, data: dict[Any, Any]) -> list[_Issue]
             got = _describe(branches[0][1].get("input"))
             issues.append(_Issue(base, f"expected {kinds}, got {got}"))
         else:
-            issues.extend(_issue(base, details) for _, details in branches)
+            issues.extend(_issue(model, base, details) for _, details in branches)
     return issues
 
 
-def _issue(loc: tuple[Any, ...], details: dict[str, Any]) -> _Issue:
+def _issue(model: type[BaseModel], loc: tuple[Any, ...], details: dict[str, Any]) -> _Issue:
     kind = details["type"]
     on_key = kind in _KEY_ERRORS or (bool(loc) and loc[-1] == "[key]")
     if loc and loc[-1] == "[key]":
         loc = loc[:-1]
-    return _Issue(loc, _message(loc, details), on_key=on_key)
+    return _Issue(loc, _message(model, loc, details), on_key=on_key)
 
 
-def _message(loc: tuple[Any, ...], details: dict[str, Any]) -> str:
+def _message(model: type[BaseModel], loc: tuple[Any, ...], details: dict[str, Any]) -> str:
     kind = details["type"]
     value = details.get("input")
     context = details.get("ctx") or {}
     if kind == "extra_forbidden":
-        return "unknown field" + _did_you_mean(loc[-1], _fields_at(loc[:-1]))
+        return "unknown field" + _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
     if kind == "missing":
         return "required field is missing"
     if kind == "invalid_key":
@@ -491,11 +608,13 @@ def _type_message(expected: str, value: Any) -> str:
     return message
 
 
-def _model_error_field(details: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _model_error_field(
+    model: type[BaseModel], details: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A whole-model error whose message starts with ``field:`` is about that field."""
-    message = _message((), details)
+    message = _message(model, (), details)
     name, colon, rest = message.partition(": ")
-    if colon and name in JobSpec.model_fields:
+    if colon and name in _fields_at(model, ()):
         return (name,), {**details, "type": "value_error", "msg": rest}
     return (), {**details, "type": "value_error", "msg": message}
 
@@ -755,19 +874,33 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, optional
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = JobSpec
-    for part in loc:
-        info = model.model_fields.get(part) if isinstance(part, str) else None
-        if info is None:
+def _field_named(model: type[BaseModel], key: Any) -> Any:
+    """The annotation of the field users write as ``key`` (its alias, if it has one)."""
+    for name, info in model.model_fields.items():
+        if key == (info.alias or name):
+            return info.annotation
+    return None
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    parts = list(loc)
+    while parts:
+        annotation = _field_named(model, parts.pop(0))
+        if annotation is None:
             return None
-        kind, _ = _strip_optional(info.annotation)
+        kind, _ = _strip_optional(annotation)
+        if get_origin(kind) is list and parts and isinstance(parts[0], int):
+            parts.pop(0)  # an item of a list of mappings, such as a calendar's ranges
+            (kind,) = get_args(kind) or (Any,)
         if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
             return None
         model = kind
     return model
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model is not None else []
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys users may write at ``loc`` (aliases where fields have them)."""
+    found = _model_at(model, loc)
+    if found is None:
+        return []
+    return [info.alias or name for name, info in found.model_fields.items()]

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from belfry.cli import commands_jobs, commands_runs, commands_server
+from belfry.cli import commands_calendars, commands_jobs, commands_runs, commands_server
 from belfry.cli.errors import CliError
 
 __all__ = ["app", "main"]
@@ -23,6 +23,7 @@ app = typer.Typer(
 commands_server.register(app)
 commands_jobs.register(app)
 commands_runs.register(app)
+commands_calendars.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

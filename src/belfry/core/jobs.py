@@ -159,6 +159,12 @@ class JobSpec(_Strict):
     end: AwareDatetime | None = None
     # Up to this much later than each instant, the same for the same occurrence.
     jitter: Duration | None = None
+    # Calendars by name: no occurrence inside any ``exclude`` calendar, and, when ``only``
+    # is given, none outside all of them. An occurrence ruled out is skipped (reason
+    # ``calendar:<name>``) or, with ``on_excluded: defer``, runs when the calendars allow.
+    exclude: list[str] = Field(default_factory=list)
+    only: list[str] = Field(default_factory=list)
+    on_excluded: Literal["skip", "defer"] = "skip"
     command: str | list[str] | None = None
     http: HttpSpec | None = None
     pool: str = "default"
@@ -187,6 +193,16 @@ class JobSpec(_Strict):
     def _valid_name(cls, value: str) -> str:
         if not is_valid_name(value):
             raise ValueError(NAME_RULE)
+        return value
+
+    @field_validator("exclude", "only")
+    @classmethod
+    def _valid_calendar_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not is_valid_name(name):
+                raise ValueError(f"{name!r} is not a calendar name: {NAME_RULE}")
+        if len(set(value)) != len(value):
+            raise ValueError("names a calendar twice")
         return value
 
     @field_validator("schedule")
@@ -238,6 +254,11 @@ class JobSpec(_Strict):
             raise ValueError("command: a job needs exactly one of 'command' or 'http'")
         if self.http is not None:
             raise ValueError("http: HTTP jobs are not supported yet; use 'command'")
+        if self.on_excluded == "defer" and not (self.exclude or self.only):
+            raise ValueError("on_excluded: 'defer' needs calendars in 'exclude' or 'only'")
+        both = sorted(set(self.exclude) & set(self.only))
+        if both:
+            raise ValueError(f"only: calendar {both[0]!r} is also in 'exclude'")
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError(
                 f"end: {_rfc3339(self.end)} is before start {_rfc3339(self.start)}; "
@@ -248,6 +269,11 @@ class JobSpec(_Strict):
     @property
     def key(self) -> JobKey:
         return JobKey(group=self.group, name=self.name)
+
+    @property
+    def calendars(self) -> list[str]:
+        """Every calendar the job names, ``exclude`` first."""
+        return [*self.exclude, *(name for name in self.only if name not in self.exclude)]
 
     def parsed_schedule(self) -> Schedule:
         """The schedule in the job's zone and DST rules, ``H`` seeded by ``group/name``,

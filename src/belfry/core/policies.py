@@ -6,22 +6,26 @@ Nothing here reads a clock: ``now`` is always an argument.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from belfry.core.calendars import Calendar, CalendarGate
 from belfry.core.durations import format_duration
-from belfry.core.jobs import MisfirePolicy, OverlapPolicy, RetrySpec
+from belfry.core.jobs import JobSpec, MisfirePolicy, OverlapPolicy, RetrySpec
 from belfry.core.schedules import Schedule, format_instant
 
 __all__ = [
     "MISFIRE_GRACE",
+    "Deferral",
     "FirePlan",
     "OverlapDecision",
     "OverlapVerdict",
     "Skip",
     "decide_overlap",
     "jitter_offset",
+    "job_gate",
     "plan_occurrences",
     "retry_delay",
 ]
@@ -37,13 +41,48 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Deferral:
+    """An occurrence ruled out by a calendar that runs later, when the calendars allow."""
+
+    scheduled_for: datetime
+    start_at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
 class FirePlan:
     """What to do with the occurrences from a job's cursor up to ``now + horizon``."""
 
     fire: list[datetime] = field(default_factory=list)
     skip: list[Skip] = field(default_factory=list)
+    defer: list[Deferral] = field(default_factory=list)
     # The next occurrence not handled by this plan (None: the schedule has ended).
     next_cursor: datetime | None = None
+
+
+def job_gate(
+    spec: JobSpec, calendars: Mapping[str, Calendar]
+) -> tuple[CalendarGate | None, str | None]:
+    """The job's calendar gate (None when it names no calendar), or, when it names a
+    calendar that does not exist, None and the reason to hold its occurrences.
+
+    Holding (recording every occurrence as skipped) is the safe answer to a missing
+    calendar: running through a missing ``exclude`` would run on holidays, and which
+    instants a missing ``only`` allows is unknown.
+    """
+    if not spec.exclude and not spec.only:
+        return None, None
+    missing = [name for name in spec.calendars if name not in calendars]
+    if missing:
+        return None, f"calendar:{missing[0]} is not defined"
+    return (
+        CalendarGate(
+            [calendars[name] for name in spec.exclude],
+            [calendars[name] for name in spec.only],
+            defer=spec.on_excluded == "defer",
+        ),
+        None,
+    )
 
 
 def plan_occurrences(
@@ -58,6 +97,8 @@ def plan_occurrences(
     starting_deadline: timedelta | None,
     limit: int = 1000,
     grace: timedelta = MISFIRE_GRACE,
+    gate: CalendarGate | None = None,
+    hold: str | None = None,
 ) -> FirePlan:
     """Decide every occurrence in ``[cursor, now + horizon]``: each is fired or skipped.
 
@@ -69,7 +110,11 @@ def plan_occurrences(
     ``starting_deadline`` late, it is skipped; otherwise the misfire policy decides:
     ``skip`` skips it, ``run_once`` fires only the latest misfire (the others are skipped
     as coalesced into it), ``run_all`` fires the latest ``misfire_max`` misfires.
-    A paused job skips every occurrence (including the early ones).
+    A paused job skips every occurrence (including the early ones), and so does a job
+    held for the reason ``hold`` (e.g. it names a calendar that does not exist).
+
+    With a calendar ``gate``, an occurrence the gate rules out is skipped or deferred as
+    the gate judges, before lateness is considered; only the others can misfire.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -79,12 +124,22 @@ def plan_occurrences(
         instants.append(upcoming)
         upcoming = schedule.next_after(upcoming)
     plan = FirePlan(next_cursor=upcoming)
-    if paused:
-        plan.skip.extend(Skip(instant, "paused") for instant in instants)
+    if paused or hold:
+        plan.skip.extend(Skip(instant, hold or "paused") for instant in instants)
         return plan
 
     late: list[datetime] = []
-    for instant in instants:
+    for index, instant in enumerate(instants):
+        if gate is not None and not gate.is_open:
+            following = instants[index + 1] if index + 1 < len(instants) else upcoming
+            verdict = gate.judge(instant, following)
+            if verdict.skipped:
+                plan.skip.append(Skip(instant, verdict.reason or "calendar"))
+                continue
+            if verdict.deferred:
+                assert verdict.start_at is not None and verdict.reason is not None
+                plan.defer.append(Deferral(instant, verdict.start_at, verdict.reason))
+                continue
         lateness = now - instant
         if lateness <= grace:
             plan.fire.append(instant)

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.states import Actor, RunState
 
 __all__ = [
+    "CalendarRecord",
     "JobAdvance",
     "JobRecord",
     "JobWrite",
@@ -45,6 +47,17 @@ class JobRecord:
     @property
     def key(self) -> JobKey:
         return self.spec.key
+
+
+@dataclass(frozen=True)
+class CalendarRecord:
+    spec: CalendarSpec
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)

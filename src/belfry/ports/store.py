@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from belfry.core.calendars import CalendarSpec
 from belfry.core.records import (
+    CalendarRecord,
     JobAdvance,
     JobRecord,
     JobWrite,
@@ -30,15 +32,27 @@ __all__ = ["Store"]
 class Store(Protocol):
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
-        self, writes: Sequence[JobWrite], delete_ids: Sequence[int], now: datetime
+        self,
+        writes: Sequence[JobWrite],
+        delete_ids: Sequence[int],
+        now: datetime,
+        calendars: Sequence[CalendarSpec] = (),
+        delete_calendars: Sequence[str] = (),
     ) -> None:
-        """Create, replace and delete jobs in one transaction.
+        """Create, replace and delete jobs and calendars in one transaction.
+
+        Each of ``calendars`` is created or replaces the calendar of its name; the
+        calendars named in ``delete_calendars`` are deleted (a missing one is no error).
 
         A write with ``job_id`` None creates a job (``(group, name)`` must be new, else
         ValueError and nothing changes); with a ``job_id`` it replaces that job's spec and,
         if ``reset_cursor``, its cursor. Deleting a job deletes its runs, events and output.
         A job's ``paused`` column follows ``spec.paused`` on every write.
         """
+        ...
+
+    async def list_calendars(self) -> list[CalendarRecord]:
+        """Every calendar, ordered by name."""
         ...
 
     async def list_jobs(self, group: str | None = None) -> list[JobRecord]:

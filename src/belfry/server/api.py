@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from belfry import __version__
+from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
 from belfry.core.records import JobRecord, TokenRecord
 from belfry.core.schedules import describe, next_instants
@@ -20,6 +21,8 @@ from belfry.server.node import Node
 from belfry.server.schemas import (
     ApplyRequest,
     ApplyResponse,
+    CalendarChangeOut,
+    CalendarOut,
     ChangeOut,
     ChunkOut,
     EventOut,
@@ -30,7 +33,7 @@ from belfry.server.schemas import (
     RunDetail,
     RunOut,
 )
-from belfry.services.jobs import UnknownJob
+from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
 
@@ -109,7 +112,10 @@ def _router() -> APIRouter:
     async def apply(node: NodeDep, request: ApplyRequest) -> ApplyResponse:
         try:
             result = await node.jobs.apply(
-                request.jobs, prune=request.prune, dry_run=request.dry_run
+                request.jobs,
+                calendars=request.calendars,
+                prune=request.prune,
+                dry_run=request.dry_run,
             )
         except ValueError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
@@ -123,7 +129,49 @@ def _router() -> APIRouter:
                 )
                 for change in result.changes
             ],
+            calendar_changes=[
+                CalendarChangeOut(
+                    calendar=change.job,
+                    action=change.action,
+                    fields={key: list(pair) for key, pair in change.fields.items()},
+                )
+                for change in result.calendar_changes
+            ],
         )
+
+    @api.get("/calendars", response_model=list[CalendarOut])
+    async def list_calendars(node: NodeDep) -> list[CalendarOut]:
+        return [CalendarOut.of(record) for record in await node.jobs.list_calendars()]
+
+    @api.get("/calendars/{name}", response_model=CalendarOut)
+    async def show_calendar(node: NodeDep, name: str) -> CalendarOut:
+        try:
+            return CalendarOut.of(await node.jobs.get_calendar(name))
+        except UnknownCalendar as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+    @api.put("/calendars/{name}", response_model=CalendarOut)
+    async def put_calendar(node: NodeDep, name: str, spec: CalendarSpec) -> CalendarOut:
+        """Create or replace one calendar (the same checks as ``apply``)."""
+        if spec.name != name:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"name: the body names {spec.name!r} but the path {name!r}",
+            )
+        try:
+            await node.jobs.apply([], calendars=[spec])
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        return CalendarOut.of(await node.jobs.get_calendar(name))
+
+    @api.delete("/calendars/{name}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_calendar(node: NodeDep, name: str) -> None:
+        try:
+            await node.jobs.delete_calendar(name)
+        except UnknownCalendar as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except CalendarInUse as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
 
     @api.post("/jobs/{group}/{name}/run", response_model=RunOut, status_code=201)
     async def run_now(node: NodeDep, group: str, name: str) -> RunOut:

@@ -7,12 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobSpec
-from belfry.core.records import JobRecord, OutputChunk, RunEvent, RunRecord
+from belfry.core.records import CalendarRecord, JobRecord, OutputChunk, RunEvent, RunRecord
 
 __all__ = [
     "ApplyRequest",
     "ApplyResponse",
+    "CalendarChangeOut",
+    "CalendarOut",
     "ChangeOut",
     "ChunkOut",
     "EventOut",
@@ -142,7 +145,10 @@ class JobDetail(JobSummary):
 class ApplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    jobs: list[JobSpec]
+    jobs: list[JobSpec] = Field(default_factory=list)
+    calendars: list[CalendarSpec] = Field(
+        default_factory=list, description="Calendars to create or replace, by name."
+    )
     prune: bool = False
     dry_run: bool = False
 
@@ -153,9 +159,32 @@ class ChangeOut(BaseModel):
     fields: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+class CalendarChangeOut(BaseModel):
+    calendar: str
+    action: str
+    fields: dict[str, list[Any]] = Field(default_factory=dict)
+
+
 class ApplyResponse(BaseModel):
     dry_run: bool
     changes: list[ChangeOut]
+    calendar_changes: list[CalendarChangeOut] = Field(default_factory=list)
+
+
+class CalendarOut(BaseModel):
+    name: str
+    spec: dict[str, Any] = Field(description="The calendar as written (what export writes).")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: CalendarRecord) -> CalendarOut:
+        return cls(
+            name=record.name,
+            spec=record.spec.to_document(),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
 
 
 class PauseRequest(BaseModel):

@@ -3,18 +3,27 @@ resume, look-ups."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
 from belfry.core.jobs import JobKey, JobSpec
-from belfry.core.records import JobRecord, JobWrite, Transition, Trigger
+from belfry.core.records import CalendarRecord, JobRecord, JobWrite, Transition, Trigger
 from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 
-__all__ = ["ApplyResult", "JobChange", "JobService", "UnknownJob"]
+__all__ = [
+    "ApplyResult",
+    "CalendarInUse",
+    "JobChange",
+    "JobService",
+    "UnknownCalendar",
+    "UnknownJob",
+]
 
 
 class UnknownJob(LookupError):
@@ -23,9 +32,19 @@ class UnknownJob(LookupError):
         self.key = key
 
 
+class UnknownCalendar(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such calendar: {name}")
+        self.name = name
+
+
+class CalendarInUse(ValueError):
+    """A calendar cannot be deleted while jobs name it."""
+
+
 @dataclass(frozen=True)
 class JobChange:
-    job: str
+    job: str  # group/name, or a calendar's name in ``calendar_changes``
     action: str  # create | update | delete | unchanged
     # field -> (before, after) for updates
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -35,6 +54,7 @@ class JobChange:
 class ApplyResult:
     changes: list[JobChange]
     dry_run: bool
+    calendar_changes: list[JobChange] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for change in self.changes if change.action == action)
@@ -59,15 +79,50 @@ class JobService:
     async def list(self, group: str | None = None) -> list[JobRecord]:
         return await self._store.list_jobs(group)
 
+    async def list_calendars(self) -> builtins.list[CalendarRecord]:
+        return await self._store.list_calendars()
+
+    async def get_calendar(self, name: str) -> CalendarRecord:
+        for calendar in await self._store.list_calendars():
+            if calendar.name == name:
+                return calendar
+        raise UnknownCalendar(name)
+
+    async def delete_calendar(self, name: str) -> None:
+        """Delete a calendar no job names (CalendarInUse names the jobs that do)."""
+        await self.get_calendar(name)
+        users = [
+            str(job.key) for job in await self._store.list_jobs() if name in job.spec.calendars
+        ]
+        others = [
+            calendar.name
+            for calendar in await self._store.list_calendars()
+            if name in (*calendar.spec.include, *calendar.spec.exclude)
+        ]
+        if users or others:
+            named = [*(f"job {user}" for user in users), *(f"calendar {o}" for o in others)]
+            shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+            raise CalendarInUse(f"calendar {name} is still used by {shown}")
+        await self._store.apply_jobs([], [], self._clock.now(), delete_calendars=[name])
+        self._on_change()
+
     async def apply(
-        self, specs: Sequence[JobSpec], *, prune: bool = False, dry_run: bool = False
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        calendars: Sequence[CalendarSpec] = (),
+        prune: bool = False,
+        dry_run: bool = False,
     ) -> ApplyResult:
-        """Make the stored jobs match ``specs``; with ``prune``, also delete the jobs of
-        the same groups that ``specs`` do not mention. One transaction."""
+        """Make the stored jobs match ``specs`` and create or replace ``calendars``; with
+        ``prune``, also delete the jobs of the same groups that ``specs`` do not mention.
+        One transaction. Raises ValueError (nothing applied) for duplicates, calendars that
+        do not resolve, and jobs naming a calendar that neither exists nor is applied."""
         keys = [spec.key for spec in specs]
         duplicates = {str(key) for key in keys if keys.count(key) > 1}
         if duplicates:
             raise ValueError(f"duplicate jobs: {', '.join(sorted(duplicates))}")
+        calendar_changes = await self._check_calendars(specs, calendars)
         now = self._clock.now()
         groups = sorted({spec.group for spec in specs})
         existing: dict[JobKey, JobRecord] = {}
@@ -109,12 +164,56 @@ class JobService:
                 if key not in wanted:
                     changes.append(JobChange(str(key), "delete"))
                     deletes.append(job.id)
-        if not dry_run and (writes or deletes):
-            await self._store.apply_jobs(writes, deletes, now)
+        written = [
+            spec
+            for spec, change in zip(calendars, calendar_changes, strict=True)
+            if change.action != "unchanged"
+        ]
+        if not dry_run and (writes or deletes or written):
+            await self._store.apply_jobs(writes, deletes, now, calendars=written)
             rescheduled = [w.job_id for w in writes if w.job_id is not None and w.reset_cursor]
             await self._retire_prepared_runs(rescheduled)
             self._on_change()
-        return ApplyResult(changes, dry_run)
+        return ApplyResult(changes, dry_run, calendar_changes)
+
+    async def _check_calendars(
+        self, specs: Sequence[JobSpec], calendars: Sequence[CalendarSpec]
+    ) -> builtins.list[JobChange]:
+        """The calendar part of an apply: what changes, after checking that the stored
+        calendars with these replacing them still resolve and that every calendar a job
+        names exists."""
+        names = [calendar.name for calendar in calendars]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"duplicate calendars: {', '.join(twice)}")
+        stored = {record.name: record.spec for record in await self._store.list_calendars()}
+        merged = stored | {calendar.name: calendar for calendar in calendars}
+        try:
+            compile_calendars(list(merged.values()))
+        except CalendarError as error:
+            raise ValueError(str(error)) from None
+        for spec in specs:
+            for field_name in ("exclude", "only"):
+                for index, name in enumerate(getattr(spec, field_name)):
+                    if name not in merged:
+                        raise ValueError(
+                            f"jobs[{spec.key}].{field_name}[{index}]: unknown calendar "
+                            f"{name!r} (define it under calendars:)"
+                        )
+        changes: builtins.list[JobChange] = []
+        for calendar in calendars:
+            before = stored.get(calendar.name)
+            if before is None:
+                changes.append(JobChange(calendar.name, "create"))
+                continue
+            old, new = before.to_document(), calendar.to_document()
+            diff = {
+                key: (old.get(key), new.get(key))
+                for key in sorted(old.keys() | new.keys())
+                if old.get(key) != new.get(key)
+            }
+            changes.append(JobChange(calendar.name, "update" if diff else "unchanged", diff))
+        return changes
 
     async def _retire_prepared_runs(self, job_ids: Sequence[int]) -> None:
         """Runs prepared ahead from a schedule that has just changed belong to the old

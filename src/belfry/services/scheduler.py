@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from belfry.core.policies import jitter_offset, plan_occurrences
-from belfry.core.records import JobAdvance, JobRecord, NewRun
+from belfry.core.calendars import Calendar, CalendarError, compile_calendars
+from belfry.core.policies import jitter_offset, job_gate, plan_occurrences
+from belfry.core.records import CalendarRecord, JobAdvance, JobRecord, NewRun
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
@@ -49,6 +50,9 @@ class Scheduler:
         self._idle_recheck = idle_recheck
         self._wakeup = Wakeup()
         self._schedules: dict[tuple[object, ...], Schedule] = {}
+        # Compiled calendars, kept while the stored definitions are unchanged.
+        self._calendar_source: tuple[str, ...] = ()
+        self._calendars: dict[str, Calendar] = {}
 
     def wake(self) -> None:
         """A job changed: re-read the cursors now instead of at the planned time."""
@@ -71,7 +75,10 @@ class Scheduler:
             now = self._clock.now()
             jobs = await self._store.due_jobs(now + self._horizon, self._batch)
             if jobs:
-                advances = [self._advance(job, now) for job in jobs]
+                calendars: dict[str, Calendar] = {}
+                if any(job.spec.exclude or job.spec.only for job in jobs):
+                    calendars = self._compiled(await self._store.list_calendars())
+                advances = [self._advance(job, now, calendars) for job in jobs]
                 await self._store.advance_jobs(advances, now)
                 if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
                     self._on_runs_created()
@@ -93,9 +100,23 @@ class Scheduler:
             schedule = self._schedules[key] = spec.parsed_schedule()
         return schedule
 
-    def _advance(self, job: JobRecord, now: datetime) -> JobAdvance:
+    def _compiled(self, records: list[CalendarRecord]) -> dict[str, Calendar]:
+        source = tuple(record.spec.model_dump_json() for record in records)
+        if source != self._calendar_source:
+            try:
+                self._calendars = compile_calendars([record.spec for record in records])
+            except CalendarError:
+                # apply checks calendars before storing them, so this is a race with a
+                # concurrent apply: jobs naming a calendar are held until it resolves.
+                log.exception("stored calendars do not resolve")
+                self._calendars = {}
+            self._calendar_source = source
+        return self._calendars
+
+    def _advance(self, job: JobRecord, now: datetime, calendars: dict[str, Calendar]) -> JobAdvance:
         assert job.next_fire_at is not None  # due_jobs only returns jobs with a cursor
         spec = job.spec
+        gate, hold = job_gate(spec, calendars)
         plan = plan_occurrences(
             self._schedule(job),
             job.next_fire_at,
@@ -105,11 +126,19 @@ class Scheduler:
             misfire=spec.misfire,
             misfire_max=spec.misfire_max,
             starting_deadline=spec.starting_deadline,
+            gate=gate,
+            hold=hold,
         )
         schedule = self._schedule(job)
         runs = [
             NewRun(job.id, instant, not_before=self._start_at(job, schedule, instant))
             for instant in plan.fire
+        ]
+        runs += [
+            NewRun(
+                job.id, deferral.scheduled_for, reason=deferral.note, not_before=deferral.start_at
+            )
+            for deferral in plan.defer
         ]
         runs += [
             NewRun(

@@ -31,6 +31,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "BigId",
     "UtcDateTime",
+    "calendars",
     "jobs",
     "metadata",
     "output_chunks",
@@ -104,6 +105,15 @@ jobs = Table(
     # Ordered by (cursor, id) so due_jobs reads the index in order and stops at its limit.
     Index(None, "next_fire_at", "id"),
     sqlite_autoincrement=True,
+)
+
+calendars = Table(
+    "calendars",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("spec", Text, nullable=False),  # CalendarSpec as JSON
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 runs = Table(

@@ -40,14 +40,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from belfry.adapters.store.schema import (
     UtcDateTime,
+    calendars,
     jobs,
     output_chunks,
     run_events,
     runs,
     tokens,
 )
+from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobSpec
 from belfry.core.records import (
+    CalendarRecord,
     JobAdvance,
     JobRecord,
     JobWrite,
@@ -94,6 +97,15 @@ def _job(row: Row[Any]) -> JobRecord:
         next_fire_at=data["next_fire_at"],
         paused=bool(data["paused"]),
         pause_note=data["pause_note"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+    )
+
+
+def _calendar(row: Row[Any]) -> CalendarRecord:
+    data = row._mapping
+    return CalendarRecord(
+        spec=CalendarSpec.model_validate_json(data["spec"]),
         created_at=data["created_at"],
         updated_at=data["updated_at"],
     )
@@ -308,15 +320,26 @@ class SqlStore:
 
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
-        self, writes: Sequence[JobWrite], delete_ids: Sequence[int], now: datetime
+        self,
+        writes: Sequence[JobWrite],
+        delete_ids: Sequence[int],
+        now: datetime,
+        calendars: Sequence[CalendarSpec] = (),
+        delete_calendars: Sequence[str] = (),
     ) -> None:
         keys = [(write.spec.group, write.spec.name) for write in writes]
         if len(set(keys)) != len(keys):
             duplicate = next(key for key in keys if keys.count(key) > 1)
             raise ValueError(f"job {duplicate[0]}/{duplicate[1]} is written twice")
+        names = [calendar.name for calendar in calendars]
+        if len(set(names)) != len(names):
+            duplicate_name = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"calendar {duplicate_name} is written twice")
         creates = [write for write in writes if write.job_id is None]
         replaces = [write for write in writes if write.job_id is not None]
         async with self._write() as connection:
+            if delete_calendars or calendars:
+                await self._write_calendars(connection, calendars, delete_calendars, now)
             # Deletes first, so one apply can delete a job and create one of the same name.
             if delete_ids:
                 await connection.execute(delete(jobs).where(jobs.c.id.in_(set(delete_ids))))
@@ -324,6 +347,58 @@ class SqlStore:
                 await self._replace_jobs(connection, replaces, now)
             if creates:
                 await self._create_jobs(connection, creates, now)
+
+    async def _write_calendars(
+        self,
+        connection: AsyncConnection,
+        specs: Sequence[CalendarSpec],
+        delete_names: Sequence[str],
+        now: datetime,
+    ) -> None:
+        if delete_names:
+            await connection.execute(
+                delete(calendars).where(calendars.c.name.in_(set(delete_names)))
+            )
+        if not specs:
+            return
+        wanted = {spec.name for spec in specs}
+        result = await connection.execute(
+            select(calendars.c.name).where(calendars.c.name.in_(wanted))
+        )
+        existing = {row.name for row in result}
+        replaced = [
+            {"b_name": spec.name, "spec": spec.model_dump_json(), "updated_at": now}
+            for spec in specs
+            if spec.name in existing
+        ]
+        created = [
+            {
+                "name": spec.name,
+                "spec": spec.model_dump_json(),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for spec in specs
+            if spec.name not in existing
+        ]
+        if replaced:
+            await connection.execute(
+                update(calendars)
+                .where(calendars.c.name == bindparam("b_name"))
+                .values(spec=bindparam("spec"), updated_at=bindparam("updated_at")),
+                replaced,
+            )
+        if created:
+            try:
+                await connection.execute(calendars.insert(), created)
+            except IntegrityError as error:
+                # Lost a race with a concurrent apply creating the same calendar.
+                raise ValueError("a created calendar already exists; apply again") from error
+
+    async def list_calendars(self) -> list[CalendarRecord]:
+        statement = select(calendars).order_by(calendars.c.name)
+        async with self._read() as connection:
+            return [_calendar(row) for row in await connection.execute(statement)]
 
     async def _replace_jobs(
         self, connection: AsyncConnection, writes: Sequence[JobWrite], now: datetime
