@@ -39,6 +39,22 @@ def test_explain_json_follows_the_interface_across_dst() -> None:
         "description": "At 02:30 every day (Europe/Berlin)",
         # The spring-forward day: 02:30 does not exist, it runs right after the gap.
         "next": ["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+        "occurrences": [
+            {
+                "status": "moved",
+                "scheduled_for": "2026-03-29T01:00:00Z",
+                "runs_at": "2026-03-29T01:00:00Z",
+                "local": "2026-03-29 03:00:00 +02:00 (CEST)",
+                "note": "02:30 does not exist on 2026-03-29 (DST gap): runs at 03:00 CEST instead",
+            },
+            {
+                "status": "runs",
+                "scheduled_for": "2026-03-30T00:30:00Z",
+                "runs_at": "2026-03-30T00:30:00Z",
+                "local": "2026-03-30 02:30:00 +02:00 (CEST)",
+                "note": "",
+            },
+        ],
     }
 
 

@@ -89,8 +89,7 @@ def test_calendar_problems_name_file_line_and_field(tmp_path: Path) -> None:
         "cal.yaml:9: calendars[1].ranges[0].too: unknown field (did you mean 'to'?)",
     ]
     assert found[5] == (
-        "cal.yaml:12: calendars[3].name: duplicate calendar 'weekend': also defined at "
-        "cal.yaml:10"
+        "cal.yaml:12: calendars[3].name: duplicate calendar 'weekend': also defined at cal.yaml:10"
     )
     assert found[6] == "cal.yaml:14: calendars[4].name: required field is missing"
     assert len(found) == 7

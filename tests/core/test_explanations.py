@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from belfry.core.explanations import Explanation, explain, format_local
+from belfry.core.explanations import Explanation, Occurrence, explain, format_local
 from belfry.core.schedules import ScheduleError
 
 AFTER = datetime(2027, 1, 1, tzinfo=UTC)
@@ -20,21 +20,34 @@ RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 def test_explain_cron() -> None:
     explanation = explain("30 2 * * *", "Europe/Berlin", after=AFTER, count=3)
+    instants = [
+        datetime(2027, 1, 1, 1, 30, tzinfo=UTC),
+        datetime(2027, 1, 2, 1, 30, tzinfo=UTC),
+        datetime(2027, 1, 3, 1, 30, tzinfo=UTC),
+    ]
     assert explanation == Explanation(
         schedule="30 2 * * *",
         timezone="Europe/Berlin",
         description="At 02:30 every day (Europe/Berlin)",
-        instants=[
-            datetime(2027, 1, 1, 1, 30, tzinfo=UTC),
-            datetime(2027, 1, 2, 1, 30, tzinfo=UTC),
-            datetime(2027, 1, 3, 1, 30, tzinfo=UTC),
-        ],
+        instants=instants,
+        occurrences=[Occurrence("runs", instant, instant) for instant in instants],
     )
+    assert not explanation.marked
     assert explanation.to_json() == {
         "schedule": "30 2 * * *",
         "timezone": "Europe/Berlin",
         "description": "At 02:30 every day (Europe/Berlin)",
         "next": ["2027-01-01T01:30:00Z", "2027-01-02T01:30:00Z", "2027-01-03T01:30:00Z"],
+        "occurrences": [
+            {
+                "status": "runs",
+                "scheduled_for": instant,
+                "runs_at": instant,
+                "local": f"{instant[:10]} 02:30:00 +01:00 (CET)",
+                "note": "",
+            }
+            for instant in ("2027-01-01T01:30:00Z", "2027-01-02T01:30:00Z", "2027-01-03T01:30:00Z")
+        ],
     }
     assert explanation.local_times() == [
         "2027-01-01 02:30:00 +01:00 (CET)",
@@ -66,6 +79,15 @@ def test_a_schedule_that_ends_lists_fewer_instants() -> None:
         "timezone": "Europe/Berlin",
         "description": "Once, at 2027-06-01T10:00:00Z",
         "next": ["2027-06-01T10:00:00Z"],
+        "occurrences": [
+            {
+                "status": "runs",
+                "scheduled_for": "2027-06-01T10:00:00Z",
+                "runs_at": "2027-06-01T10:00:00Z",
+                "local": "2027-06-01 12:00:00 +02:00 (CEST)",
+                "note": "",
+            }
+        ],
     }
     assert explanation.local_times() == ["2027-06-01 12:00:00 +02:00 (CEST)"]
     assert explain("at 2026-06-01T10:00:00Z", after=AFTER).instants == []
@@ -139,7 +161,7 @@ def test_explanations_are_frozen() -> None:
 def test_json_shape(expression: str, zone: str, after: datetime, count: int) -> None:
     explanation = explain(expression, zone, after=after, count=count)
     document = json.loads(json.dumps(explanation.to_json()))
-    assert list(document) == ["schedule", "timezone", "description", "next"]
+    assert list(document) == ["schedule", "timezone", "description", "next", "occurrences"]
     assert document["schedule"] == expression
     assert document["timezone"] == zone
     assert document["description"]

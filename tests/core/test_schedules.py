@@ -240,7 +240,7 @@ def test_whitespace_is_normalised() -> None:
         ("5-1 * * * *", "bad minute field '5-1'"),
         ("*/0 * * * *", "bad minute field"),
         ("0 0 ? * *", "'\\?' is Quartz syntax, use '\\*'"),
-        ("0 0 15W * *", "only LW"),
+        ("0 0 W * *", "bad day-of-month field 'W' .allowed: 1-31, L, LW, or nW"),
         ("0 0 31 2 *", "day-of-month '31' never occurs in month '2'"),
         ("@fortnightly", "unknown schedule alias '@fortnightly' .known: @annually"),
         ("every", "cron needs 5 fields"),

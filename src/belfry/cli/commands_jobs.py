@@ -15,8 +15,7 @@ from belfry.cli.jobfiles import JobFileError, load_job_files
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
 from belfry.core.explanations import explain as explain_schedule
-from belfry.core.explanations import explain_schedule as explain_parsed
-from belfry.core.jobs import JobKey, JobSpec
+from belfry.core.jobs import JobKey
 from belfry.core.schedules import ScheduleError
 
 __all__ = ["register"]
@@ -240,30 +239,47 @@ def register(app: typer.Typer) -> None:
         after = _parse_instant(from_, "--from") if from_ else datetime.now(UTC)
         if (schedule is None) == (job is None):
             raise CliError("give a SCHEDULE or --job GROUP/NAME (one of them)", EXIT_BAD_INPUT)
-        try:
-            if job is not None:
-                # The job's own spread (H), bounds and zone: parsed from its stored spec.
-                spec = JobSpec.model_validate(connect(server, token).get(job_path(job))["spec"])
-                explanation = explain_parsed(spec.parsed_schedule(), after=after, count=count)
-            else:
-                assert schedule is not None
-                explanation = explain_schedule(schedule, tz, after=after, count=count)
-        except ScheduleError as error:
-            raise CliError(f"schedule: {error}", EXIT_BAD_INPUT) from None
-        tz = explanation.timezone
+        if job is not None:
+            # The job as its scheduler sees it: its own spread (H), bounds, zone, DST
+            # rules and calendars, which live on the server.
+            path = job_path(job) + "/explain"
+            document = connect(server, token).get(path, n=count, **{"from": after.isoformat()})
+        else:
+            assert schedule is not None
+            try:
+                document = explain_schedule(schedule, tz, after=after, count=count).to_json()
+            except ScheduleError as error:
+                raise CliError(f"schedule: {error}", EXIT_BAD_INPUT) from None
         if output is OutputFormat.JSON:
-            print_json(explanation.to_json())
+            print_json(document)
             return
-        print(explanation.description)
-        print_table(
-            ["#", "UTC", f"local ({tz})"],
+        _print_explanation(document)
+
+
+def _print_explanation(document: dict[str, Any]) -> None:
+    """The description, then each occurrence: runs numbered, marks with their note."""
+    print(document["description"])
+    rows = []
+    number = 0
+    for item in document["occurrences"]:
+        if item["runs_at"] is not None:
+            number += 1
+        shown = item["scheduled_for"] or item["runs_at"]
+        note = item["note"] if item["status"] in ("runs",) else f"{item['status']}: {item['note']}"
+        rows.append(
             [
-                [n, instant.strftime("%Y-%m-%d %H:%M:%SZ"), local]
-                for n, (instant, local) in enumerate(
-                    zip(explanation.instants, explanation.local_times(), strict=True), 1
-                )
-            ],
+                number if item["runs_at"] is not None else "-",
+                short_time(shown) if shown else "-",
+                item["local"],
+                note,
+            ]
         )
+    columns = ["#", "UTC", f"local ({document['timezone']})"]
+    if any(row[3] for row in rows):
+        columns.append("note")
+    else:
+        rows = [row[:3] for row in rows]
+    print_table(columns, rows)
 
 
 def _named_calendars(jobs: list[dict[str, Any]], stored: dict[str, dict[str, Any]]) -> set[str]:

@@ -22,15 +22,16 @@ whose wall-clock time happens twice in both passes (fold=0, then fold=1). The ru
 nothing for wildcard expressions, which already run at every real instant (never in a gap,
 in both passes), nor in zones without DST.
 
-cronsim matches the fields (on a naive wall clock); this module maps wall-clock times to
-real instants. It assumes, as tzdata does for every zone, that a zone never changes its UTC
+cron_fields.py matches the fields on a naive wall clock (with cronsim's parser and day rules,
+plus Quartz's ``nW``, the weekday nearest day n); this module maps wall-clock times to real
+instants. It assumes, as tzdata does for every zone, that a zone never changes its UTC
 offset and changes it back within one day.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import functools
 import hashlib
 import re
 from abc import ABC, abstractmethod
@@ -43,7 +44,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
+from belfry.core.cron_fields import CronFieldError, CronFields, parse_cron_fields
 from belfry.core.durations import parse_duration
+from belfry.core.zone_offsets import first_change, utc_offset
 
 __all__ = [
     "AwsCronSchedule",
@@ -78,8 +81,6 @@ _ALIASES = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Offsets are probed this far apart when looking for a zone's next offset change.
-_PROBE_STEP = timedelta(days=1)
 # Zones whose offset never changes: cron maths runs directly on UTC.
 _UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 # A zone name whose meaning depends on the host, not on tzdata.
@@ -95,18 +96,18 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-@functools.lru_cache(maxsize=4096)
-def _check_cron_fields(fields: str) -> None:
-    """Raise if cronsim rejects ``fields``. Cached: thousands of jobs share a handful of
-    expressions, and building a CronSim is the costliest part of parsing one."""
-    CronSim(fields, datetime(2000, 1, 1, tzinfo=UTC))
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    # ZoneInfo keeps only 8 zones alive itself: past that, a mix of zones reads tzdata again
+    # for every schedule parsed. There are about 600 zones.
+    return ZoneInfo(name)
 
 
 def parse_timezone(name: str) -> ZoneInfo:
     """The IANA zone called ``name``; ScheduleError (with a suggestion) if there is none."""
     if isinstance(name, str) and name not in _HOST_ZONES:
         try:
-            return ZoneInfo(name)
+            return _zone(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
     hint = "use an IANA name such as Europe/Berlin or UTC"
@@ -189,38 +190,12 @@ def format_instant(instant: datetime) -> str:
     return _utc(instant).isoformat().replace("+00:00", "Z")
 
 
-def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
-    offset = instant.astimezone(zone).utcoffset()
-    assert offset is not None  # ZoneInfo always knows the offset of a real instant
-    return offset
-
-
-def _first_change(
-    zone: ZoneInfo, lower: datetime, upper: datetime, offset: timedelta
-) -> datetime | None:
-    """The first instant in ``(lower, upper]`` whose UTC offset is not ``offset``."""
-    good = lower
-    while good < upper:
-        probe = min(good + _PROBE_STEP, upper)
-        if _offset(zone, probe) != offset:
-            bad = probe
-            while bad - good > _MICROSECOND:
-                middle = good + (bad - good) // 2
-                if _offset(zone, middle) != offset:
-                    bad = middle
-                else:
-                    good = middle
-            return bad
-        good = probe
-    return None
-
-
 _FIELD_NAMES = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
 _FIELD_HELP = {
     "second": "0-59",
     "minute": "0-59",
     "hour": "0-23",
-    "day-of-month": "1-31, L or LW",
+    "day-of-month": "1-31, L, LW, or nW: the weekday nearest day n, e.g. 15W",
     "month": "1-12 or JAN-DEC",
     "day-of-week": "0-7 or SUN-SAT, also 5L (last Friday) or MON#2 (second Monday)",
 }
@@ -239,13 +214,11 @@ def _cron_error(expression: str, fields: str, error: Exception) -> ScheduleError
     alone = ["0", "0", "0", "*", "*", "*"]
     alone[index] = text
     try:
-        CronSim(" ".join(alone), datetime(2000, 1, 1, tzinfo=UTC))
+        parse_cron_fields(" ".join(alone))
     except (CronSimError, ValueError, IndexError, KeyError):
         detail = f"bad {name} field {text!r} (allowed: {_FIELD_HELP[name]})"
         if "?" in text:
             detail += "; '?' is Quartz syntax, use '*'"
-        elif name == "day-of-month" and "W" in text.upper():
-            detail += "; of the W forms only LW (last weekday of the month) is supported"
     else:
         detail = f"day-of-month {text!r} never occurs in month {parts[4]!r}"
     return ScheduleError(f"invalid cron expression {expression!r}: {detail}")
@@ -257,26 +230,41 @@ class CronSchedule(Schedule):
     zone: ZoneInfo
     fields: str
     dst: DstRules = _DEBIAN
+    # The parsed fields (shared by every schedule with the same fields).
+    _parsed: CronFields = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
-            _check_cron_fields(self.fields)
+            parsed = parse_cron_fields(self.fields)
+        except CronFieldError as error:
+            raise ScheduleError(f"invalid cron expression {self.expression!r}: {error}") from error
         except (CronSimError, ValueError, IndexError, KeyError) as error:
             raise _cron_error(self.expression, self.fields, error) from error
+        object.__setattr__(self, "_parsed", parsed)
 
     @property
     def fixed_time(self) -> bool:
         """Debian cron's "fixed-time job": minute and hour fields do not start with ``*``."""
-        parts = self.fields.split()
-        minute, hour = parts[-5], parts[-4]
-        return not minute.startswith("*") and not hour.startswith("*")
+        return self._parsed.fixed_time
+
+    def wall_times(self, after: datetime) -> Iterator[datetime]:
+        """The wall-clock times the fields match strictly after the wall-clock time
+        ``after``, in order (naive, or with ``after``'s tzinfo as a mere label), whether or
+        not they exist in the zone."""
+        return self._parsed.walls(after)
+
+    def fixed_time_instant(self, wall: datetime) -> datetime | None:
+        """The instant (UTC) a fixed-time expression runs for the naive wall time ``wall``
+        under its DST rules: the first pass of a repeated time, the end of the gap for a
+        time that does not exist (None with ``gap="skip"``)."""
+        return self._resolve_fixed_time(wall.replace(tzinfo=self.zone, fold=0))
 
     def next_after(self, instant: datetime) -> datetime | None:
         after = _utc(instant)
         try:
             if self.zone.key in _UTC_KEYS:
-                return self._next_wall(after)
-            if not self.fixed_time:
+                return self._parsed.next_wall(after)
+            if not self._parsed.fixed_time:
                 return self._next_real_instant(after)
             if self.dst.repeat == "once":
                 return self._next_fixed_time(after)
@@ -292,68 +280,68 @@ class CronSchedule(Schedule):
         except OverflowError:  # past datetime.max: the schedule has ended
             return None
 
-    def _walls(self, wall: datetime) -> Iterator[datetime]:
-        """Matching wall-clock times strictly after ``wall`` (naive, tagged UTC)."""
-        iterator = CronSim(self.fields, wall)
-        while True:
-            try:
-                yield next(iterator)
-            except StopIteration:  # cronsim gives up after 50 years without a match
-                return
-
-    def _next_wall(self, wall: datetime) -> datetime | None:
-        return next(self._walls(wall), None)
-
     def _next_fixed_time(self, after: datetime) -> datetime | None:
         # A matching wall time maps to its real instant (the first pass when repeated; the
         # end of the gap when skipped). That map never decreases, so the first wall time
         # after ``after``'s own wall time whose instant is later than ``after`` is the one.
         # With gap=skip, wall times of a gap map to nothing and are passed over.
-        local = after.astimezone(self.zone)
-        for wall in self._walls(local.replace(tzinfo=UTC, fold=0)):
+        # Wall times carry the zone as tzinfo: read with fold=0, as wanted.
+        parsed = self._parsed
+        wall = parsed.next_wall(after.astimezone(self.zone))
+        while wall is not None:
             candidate = self._resolve_fixed_time(wall)
             if candidate is not None and candidate > after:
                 return candidate
+            wall = parsed.next_wall(wall)
         return None
 
     def _resolve_fixed_time(self, wall: datetime) -> datetime | None:
-        naive = wall.replace(tzinfo=None, fold=0)
-        first = naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
-        if first.astimezone(self.zone).replace(tzinfo=None) == naive:
+        """``wall``: a wall time of the zone, fold=0 (the offset before a change)."""
+        first = wall.astimezone(UTC)
+        # Same tzinfo: == compares the wall-clock fields, so this asks whether the wall
+        # time survives the round trip, i.e. exists.
+        if first.astimezone(self.zone) == wall:
             return first  # a real wall time; in a repeated hour, its first pass
         if self.dst.gap == "skip":
             return None
         # Inside a spring-forward gap: fold=1 reads the wall time with the offset from
         # after the gap, fold=0 with the one from before, so the gap's end lies between.
-        before = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
-        end = _first_change(self.zone, before, first, _offset(self.zone, before))
+        before = wall.replace(fold=1).astimezone(UTC)
+        end = first_change(self.zone, before, first, utc_offset(self.zone, before))
         return end if end is not None else first
 
     def _next_real_instant(self, after: datetime) -> datetime | None:
         """Next real instant whose wall-clock time matches, counting both passes of a
         repeated hour: walk the zone's stretches of constant UTC offset, in each of which
         wall-clock time is UTC shifted by that offset."""
-        lower, offset = after, _offset(self.zone, after)
+        lower, offset = after, utc_offset(self.zone, after)
         while True:
-            wall = self._next_wall((lower + offset).replace(tzinfo=UTC))
+            wall = self._parsed.next_wall(lower + offset)  # UTC-tagged wall-clock time
             if wall is None:
                 return None
             candidate = wall - offset
-            change = _first_change(self.zone, lower, candidate, offset)
+            change = first_change(self.zone, lower, candidate, offset)
             if change is None:
                 return candidate
             # The offset changes before that candidate: resume at the change.
-            lower, offset = change - _MICROSECOND, _offset(self.zone, change)
+            lower, offset = change - _MICROSECOND, utc_offset(self.zone, change)
 
     def describe(self) -> str:
-        return _describe_cron(self.fields)
+        return _describe_cron(self.fields, self._parsed.nearest)
 
 
 _EVERY_NTH = re.compile(r"\*/(\d+)")
+_NTH_DAY = re.compile(r"on the \w+ day of")
 
 
-def _describe_cron(fields: str) -> str:
+def _describe_cron(fields: str, nearest: int | None = None) -> str:
     parts = fields.split()
+    if nearest is not None:
+        # cronsim has no words for nW: describe day n, then say which day runs.
+        parts[-3] = str(nearest)
+        words = _describe_cron(" ".join(parts))
+        said, count = _NTH_DAY.subn(f"on the weekday nearest day {nearest} of", words, 1)
+        return said if count else f"{words}, on the weekday nearest day {nearest}"
     # cronsim says "Every 15th minute of every hour"; say "Every 15 minutes" where exact.
     rest_star = all(part == "*" for part in parts[1:])
     step = _EVERY_NTH.fullmatch(parts[0])
@@ -639,6 +627,9 @@ def _expand_h(expression: str, fields: Sequence[str], seed: str) -> str:
     names = _FIELD_NAMES if len(fields) == 6 else _FIELD_NAMES[1:]
     expanded = []
     for name, text in zip(names, fields, strict=True):
+        if "H" not in text and "h" not in text:  # most fields: nothing to expand
+            expanded.append(text)
+            continue
         items = text.split(",")
         expanded.append(
             ",".join(

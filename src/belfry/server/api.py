@@ -15,7 +15,6 @@ from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
 from belfry.core.records import JobRecord, TokenRecord
-from belfry.core.schedules import describe, next_instants
 from belfry.core.states import RunState, is_final
 from belfry.server.node import Node
 from belfry.server.schemas import (
@@ -26,6 +25,7 @@ from belfry.server.schemas import (
     ChangeOut,
     ChunkOut,
     EventOut,
+    ExplanationOut,
     JobDetail,
     JobSummary,
     OutputPage,
@@ -91,15 +91,35 @@ def _router() -> APIRouter:
     ) -> JobDetail:
         job = await _job(node, group, name)
         recent = await node.store.list_runs(job_id=job.id, limit=runs)
-        schedule = job.spec.parsed_schedule()
+        explanation = await node.jobs.explain(job, datetime.now(UTC), 5)
         summary = JobSummary.of(job, recent[0] if recent else None)
         return JobDetail(
             **summary.model_dump(),
             spec=job.spec.to_document(),
-            description=describe(schedule),
-            next=next_instants(schedule, datetime.now(UTC), 5),
+            description=explanation.description,
+            next=explanation.instants,
+            upcoming=ExplanationOut.model_validate(explanation.to_json()).occurrences,
             recent_runs=[RunOut.of(run) for run in recent],
         )
+
+    @api.get("/jobs/{group}/{name}/explain", response_model=ExplanationOut)
+    async def explain_job(
+        node: NodeDep,
+        group: str,
+        name: str,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        n: Annotated[int, Query(ge=1, le=1000)] = 5,
+    ) -> ExplanationOut:
+        """The job's next runs as its scheduler sees them (its calendars included), with
+        every occurrence DST or a calendar moves, defers, skips or drops marked."""
+        job = await _job(node, group, name)
+        after = from_ or datetime.now(UTC)
+        if after.tzinfo is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY, "from: give a time zone, e.g. ...Z"
+            )
+        explanation = await node.jobs.explain(job, after, n)
+        return ExplanationOut.model_validate(explanation.to_json())
 
     @api.delete("/jobs/{group}/{name}", status_code=status.HTTP_204_NO_CONTENT)
     async def delete_job(node: NodeDep, group: str, name: str) -> None:

@@ -19,8 +19,10 @@ __all__ = [
     "ChangeOut",
     "ChunkOut",
     "EventOut",
+    "ExplanationOut",
     "JobDetail",
     "JobSummary",
+    "OccurrenceOut",
     "OutputPage",
     "PauseRequest",
     "RunDetail",
@@ -135,10 +137,32 @@ class JobSummary(BaseModel):
         )
 
 
+class OccurrenceOut(BaseModel):
+    status: str = Field(description="runs | moved | repeated | deferred | skipped | dropped")
+    scheduled_for: datetime | None
+    runs_at: datetime | None
+    local: str = Field(description="The occurrence's wall-clock time in the job's zone.")
+    note: str
+
+
+class ExplanationOut(BaseModel):
+    """``belfry explain``'s JSON shape (INTERFACE.md), for a stored job."""
+
+    schedule: str
+    timezone: str
+    description: str
+    next: list[str]
+    occurrences: list[OccurrenceOut]
+
+
 class JobDetail(JobSummary):
     spec: dict[str, Any]
     description: str
     next: list[datetime]
+    upcoming: list[OccurrenceOut] = Field(
+        description="The occurrences up to the next runs, marked where DST or calendars "
+        "move, defer, skip or drop them."
+    )
     recent_runs: list[RunOut]
 
 

@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
+from belfry.core.explanations import Explanation, explain_schedule
 from belfry.core.jobs import JobKey, JobSpec
+from belfry.core.policies import job_gate
 from belfry.core.records import CalendarRecord, JobRecord, JobWrite, Transition, Trigger
 from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
@@ -78,6 +80,28 @@ class JobService:
 
     async def list(self, group: str | None = None) -> list[JobRecord]:
         return await self._store.list_jobs(group)
+
+    async def explain(self, job: JobRecord, after: datetime, count: int) -> Explanation:
+        """The job's next ``count`` runs after ``after``, as its scheduler sees them: its
+        own spread, bounds, DST rules and calendars, with what each skips or moves."""
+        calendars = {}
+        if job.spec.calendars:
+            records = await self._store.list_calendars()
+            try:
+                calendars = compile_calendars([record.spec for record in records])
+            except CalendarError:
+                calendars = {}  # as the scheduler: jobs naming calendars are held
+        gate, hold = job_gate(job.spec, calendars)
+        schedule = job.spec.parsed_schedule()
+        if hold is not None:
+            explanation = explain_schedule(schedule, after=after, count=0)
+            return Explanation(
+                explanation.schedule,
+                explanation.timezone,
+                f"{explanation.description}; held: {hold}",
+                [],
+            )
+        return explain_schedule(schedule, after=after, count=count, gate=gate)
 
     async def list_calendars(self) -> builtins.list[CalendarRecord]:
         return await self._store.list_calendars()
