@@ -168,12 +168,26 @@ class CronFields:
             found = self.next_wall(found)
 
 
+# A range of one value with a step, ``5-5/2`` (or ``MON-MON/2``): cron reads it as that one
+# value; cronsim would read it as ``5/2``, from 5 to the end of the field.
+_SINGLE_RANGE = re.compile(r"([0-9a-z]+)-\1/\d+", re.IGNORECASE)
+
+
+def _collapse_single_ranges(field: str) -> str:
+    if "-" not in field:
+        return field
+    return ",".join(
+        match.group(1) if (match := _SINGLE_RANGE.fullmatch(item)) else item
+        for item in field.split(",")
+    )
+
+
 @lru_cache(maxsize=4096)
 def parse_cron_fields(fields: str) -> CronFields:
     """Parse 5 or 6 cron fields. Raises cronsim's errors for what cronsim rejects (the
     caller turns them into messages naming the field) and CronFieldError for misused
     ``nW``. Cached: thousands of jobs share a handful of expressions."""
-    parts = fields.split()
+    parts = [_collapse_single_ranges(part) for part in fields.split()]
     nearest = None
     if len(parts) in (5, 6):
         day_field, weekday_field = parts[-3], parts[-1]
