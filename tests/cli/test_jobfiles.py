@@ -517,12 +517,14 @@ def test_model_level_error_points_at_the_field(tmp_path: Path) -> None:
         jobs:
           - name: a
             schedule: every 1m
-            http:
-              url: https://example.com
+            command: "true"
+            start: 2027-02-01T00:00:00Z
+            end: 2027-01-01T00:00:00Z
         """,
     )
     assert problems(Path("jobs.yaml")) == [
-        "jobs.yaml:4: jobs[0].http: HTTP jobs are not supported yet; use 'command'"
+        "jobs.yaml:6: jobs[0].end: 2027-01-01T00:00:00Z is before start 2027-02-01T00:00:00Z; "
+        "the job would never run"
     ]
 
 

@@ -22,6 +22,7 @@ _CONFIG_KEYS = {
     "listen",
     "worker",
     "worker_slots",
+    "worker_pools",
     "retention",
     "prune_interval",
     "state_dir",
@@ -89,6 +90,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             embedded_worker=not no_worker and bool(values.get("worker", True)),
             worker_slots=values.get("worker_slots"),
+            worker_pools=tuple(values.get("worker_pools") or ("default",)),
             retention=RetentionDefaults(
                 keep_runs=retention.get("keep_runs", RetentionDefaults.keep_runs),
                 keep_days=retention.get("keep_days", RetentionDefaults.keep_days),

@@ -8,7 +8,18 @@ from datetime import datetime
 from belfry.core.schedules import format_instant
 from belfry.core.states import RunState
 
-__all__ = ["Assignment", "Outcome", "RunOrder", "judge"]
+__all__ = ["Assignment", "HttpRequest", "Outcome", "RunOrder", "judge"]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """An HTTP job's request (the job's ``http:``), made by the worker instead of a command."""
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    expect_status: tuple[int, ...] = (200,)
 
 
 @dataclass(frozen=True)
@@ -19,7 +30,8 @@ class RunOrder:
     job: str  # group/name
     scheduled_for: datetime
     attempt: int
-    command: str | list[str]
+    # What to run: a command (a string for /bin/sh -c, a list as argv) or an HTTP request.
+    command: str | list[str] | None
     # Start no earlier than this instant (the worker waits on a monotonic timer).
     start_at: datetime
     env: dict[str, str] = field(default_factory=dict)
@@ -28,6 +40,12 @@ class RunOrder:
     kill_grace_seconds: float = 10.0
     success_exit_codes: tuple[int, ...] = (0,)
     failure_pattern: str | None = None
+    http: HttpRequest | None = None
+    # A user to run the command as (the agent must be root to switch); None: the agent's.
+    run_as: str | None = None
+    # The job's declared resources, counted against the worker's capacity while it runs.
+    cpu: float | None = None
+    memory_mb: int | None = None
 
     @property
     def occurrence(self) -> str:

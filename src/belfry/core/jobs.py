@@ -35,6 +35,7 @@ from belfry.core.schedules import (
     parse_schedule,
     parse_timezone,
 )
+from belfry.core.sizes import parse_memory_mb
 
 __all__ = [
     "DstSpec",
@@ -96,13 +97,26 @@ class RetentionSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
+    """What one run uses of its worker's declared capacity (``belfry worker --cpu --memory``)."""
+
     cpu: float | None = Field(default=None, gt=0)
     memory: str | None = None
 
+    @field_validator("memory")
+    @classmethod
+    def _valid_memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory_mb(value)
+        return value
+
+    @property
+    def memory_mb(self) -> int | None:
+        return None if self.memory is None else parse_memory_mb(self.memory)
+
 
 class HttpSpec(_Strict):
-    method: str = "GET"
-    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    url: str = Field(pattern=r"^https?://\S+$")
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     expect_status: list[int] = Field(default_factory=lambda: [200])
@@ -170,6 +184,11 @@ class JobSpec(_Strict):
     pool: str = "default"
     tags: dict[str, str] = Field(default_factory=dict)
     target: Literal["any", "all"] = "any"
+    # A user to run the command as (the worker must run as root).
+    run_as: str | None = None
+    # A run whose worker went silent is marked lost; ``retry`` starts a new attempt (at
+    # least one, whatever ``retries`` says), ``fail`` leaves it lost (at most once).
+    on_worker_lost: Literal["fail", "retry"] = "fail"
     timeout: Duration | None = None
     kill_grace: Duration = timedelta(seconds=10)
     overlap: OverlapPolicy = OverlapPolicy.ALLOW
@@ -252,8 +271,6 @@ class JobSpec(_Strict):
     def _consistent(self) -> JobSpec:
         if (self.command is None) == (self.http is None):
             raise ValueError("command: a job needs exactly one of 'command' or 'http'")
-        if self.http is not None:
-            raise ValueError("http: HTTP jobs are not supported yet; use 'command'")
         if self.on_excluded == "defer" and not (self.exclude or self.only):
             raise ValueError("on_excluded: 'defer' needs calendars in 'exclude' or 'only'")
         both = sorted(set(self.exclude) & set(self.only))

@@ -22,6 +22,7 @@ __all__ = [
     "TokenRecord",
     "Transition",
     "Trigger",
+    "WorkerRecord",
 ]
 
 
@@ -161,3 +162,21 @@ class TokenRecord:
     role: str  # admin | worker
     pools: list[str]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker agent as the servers know it (``belfry cluster``)."""
+
+    name: str
+    host: str
+    pools: list[str]
+    tags: dict[str, str]
+    # Declared capacity (None: no limit): slots, cpu units, memory in MiB.
+    slots: int | None
+    cpu: float | None
+    memory_mb: int | None
+    version: str
+    state: str  # active | draining | lost
+    first_seen: datetime
+    last_seen: datetime

@@ -23,6 +23,7 @@ from belfry.core.records import (
     RunRecord,
     TokenRecord,
     Transition,
+    WorkerRecord,
 )
 from belfry.core.states import Actor, RunState
 
@@ -180,6 +181,33 @@ class Store(Protocol):
     async def find_token(self, secret_hash: str) -> TokenRecord | None: ...
 
     async def count_tokens(self) -> int: ...
+
+    # -- workers ----------------------------------------------------------------------------
+    async def save_worker(self, worker: WorkerRecord) -> WorkerRecord:
+        """Create the worker, or replace what is known of the worker of that name (its
+        ``first_seen`` is kept). Returns it as stored."""
+        ...
+
+    async def touch_worker(
+        self, name: str, now: datetime, state: str | None = None
+    ) -> WorkerRecord | None:
+        """Record that the worker was heard from (``last_seen``), and its new ``state``
+        if given, unless it was declared lost: a lost worker is returned unchanged, and
+        must say hello again. None for an unknown worker."""
+        ...
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Every worker, ordered by name."""
+        ...
+
+    async def mark_workers_lost(self, names: Sequence[str], silent_since: datetime) -> list[str]:
+        """Declare lost the workers of ``names`` still not heard from since
+        ``silent_since`` and not yet lost (compare-and-set); returns those declared."""
+        ...
+
+    async def note_waiting(self, run_ids: Sequence[int], reason: str) -> None:
+        """Set the reason of runs still ``scheduled`` (why they wait), without an event."""
+        ...
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

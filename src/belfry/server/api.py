@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
 from belfry.core.records import JobRecord, TokenRecord
-from belfry.core.states import RunState, is_final
+from belfry.core.states import ACTIVE_STATES, RunState, is_final
 from belfry.server.node import Node
 from belfry.server.schemas import (
     ApplyRequest,
@@ -24,15 +25,19 @@ from belfry.server.schemas import (
     CalendarOut,
     ChangeOut,
     ChunkOut,
+    ClusterOut,
     EventOut,
     ExplanationOut,
     JobDetail,
     JobSummary,
+    NodeOut,
     OutputPage,
     PauseRequest,
     RunDetail,
     RunOut,
+    WorkerOut,
 )
+from belfry.server.worker_api import worker_router
 from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
@@ -273,6 +278,17 @@ def _router() -> APIRouter:
             )
         return RunOut.of(run)
 
+    @api.get("/cluster", response_model=ClusterOut)
+    async def cluster(node: NodeDep) -> ClusterOut:
+        """Server nodes and workers: pools, tags, capacity, state and load."""
+        workers = await node.store.list_workers()
+        active = await node.store.runs_in_states(sorted(ACTIVE_STATES))
+        load = Counter(run.worker for run in active)
+        return ClusterOut(
+            nodes=[NodeOut(name=node.name, version=__version__, leader=True)],
+            workers=[WorkerOut.of(worker, load[worker.name]) for worker in workers],
+        )
+
     return api
 
 
@@ -326,4 +342,5 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     app.include_router(_router())
+    app.include_router(worker_router())
     return app

@@ -10,8 +10,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from belfry import __version__
 from belfry.adapters.clock import SystemClock
 from belfry.adapters.store import open_store
+from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.ports.store import Store
 from belfry.server.embedded import EmbeddedLink
 from belfry.server.settings import Settings
@@ -21,6 +23,7 @@ from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
 from belfry.services.tokens import TokenService
+from belfry.services.workers import WorkerGone, WorkerService
 from belfry.worker.agent import Agent
 
 __all__ = ["Node"]
@@ -37,7 +40,9 @@ class Node:
     scheduler: Scheduler
     pruner: Pruner
     tokens: TokenService
+    workers: WorkerService
     agent: Agent | None
+    embedded_name: str | None = None
     first_admin_token: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
@@ -56,18 +61,41 @@ class Node:
         jobs = JobService(store, clock, on_change=scheduler.wake)
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
         tokens = TokenService(store, clock)
+        workers = WorkerService(store, clock, runs, version=__version__)
         agent = None
+        embedded_name = None
         if settings.embedded_worker:
             host = socket.gethostname()
-            identity = WorkerIdentity(name=f"{host}/embedded", host=host)
-            lost = await runs.recover_lost(identity, "server restarted while the run was active")
-            if lost:
-                log.warning("marked %d runs of the previous server process as lost", lost)
+            embedded_name = f"{host}/embedded"
+            identity = WorkerIdentity(
+                name=embedded_name, host=host, pools=tuple(settings.worker_pools)
+            )
             link = EmbeddedLink(runs, identity)
             agent = Agent(link, link, host=host, slots=settings.worker_slots)
-        node = cls(settings, store, runs, jobs, scheduler, pruner, tokens, agent, _lock_fd=lock_fd)
+        node = cls(
+            settings,
+            store,
+            runs,
+            jobs,
+            scheduler,
+            pruner,
+            tokens,
+            workers,
+            agent,
+            embedded_name=embedded_name,
+            _lock_fd=lock_fd,
+        )
+        if embedded_name is not None:
+            # Said hello like any worker, listing no runs: what the previous server
+            # process ran is marked lost (and retried where the job asks).
+            await node._embedded_hello()
         node.first_admin_token = await node._bootstrap_admin()
         return node
+
+    @property
+    def name(self) -> str:
+        """This server process, as ``belfry cluster`` shows it."""
+        return f"{socket.gethostname()}:{self.settings.port}"
 
     async def _bootstrap_admin(self) -> str | None:
         """First start: create an admin token, print it once, keep it in a 0600 file."""
@@ -84,8 +112,43 @@ class Node:
     def start_background(self) -> None:
         self._tasks.append(asyncio.create_task(self.scheduler.run_forever(), name="scheduler"))
         self._tasks.append(asyncio.create_task(self.pruner.run_forever(), name="pruner"))
+        self._tasks.append(asyncio.create_task(self.workers.run_forever(), name="reaper"))
         if self.agent is not None:
             self._tasks.append(asyncio.create_task(self.agent.run_forever(), name="worker"))
+            self._tasks.append(asyncio.create_task(self._embedded_heartbeats(), name="beat"))
+
+    async def _embedded_heartbeats(self) -> None:
+        """The embedded worker lives in this process, but heartbeats like any other, so
+        the cluster view and the reaper treat it alike."""
+        assert self.embedded_name is not None and self.agent is not None
+        while True:
+            try:
+                await self.workers.heartbeat(self.embedded_name, (), draining=False)
+            except asyncio.CancelledError:
+                raise
+            except WorkerGone:
+                # Declared lost (the database was out of reach for a while): its runs are
+                # marked lost already, so stop them and join again.
+                log.warning("the embedded worker was declared lost; rejoining")
+                self.agent.kill(self.agent.running_ids)
+                await self._embedded_hello()
+            except Exception:
+                log.exception("embedded worker heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _embedded_hello(self) -> None:
+        assert self.embedded_name is not None
+        await self.workers.hello(
+            Hello(
+                name=self.embedded_name,
+                host=socket.gethostname(),
+                pools=list(self.settings.worker_pools),
+                capacity=WorkerCapacity(slots=self.settings.worker_slots),
+                version=__version__,
+                protocol=PROTOCOL_VERSION,
+            ),
+            None,
+        )
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -9,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobSpec
-from belfry.core.records import CalendarRecord, JobRecord, OutputChunk, RunEvent, RunRecord
+from belfry.core.records import (
+    CalendarRecord,
+    JobRecord,
+    OutputChunk,
+    RunEvent,
+    RunRecord,
+    WorkerRecord,
+)
 
 __all__ = [
     "ApplyRequest",
@@ -18,15 +25,18 @@ __all__ = [
     "CalendarOut",
     "ChangeOut",
     "ChunkOut",
+    "ClusterOut",
     "EventOut",
     "ExplanationOut",
     "JobDetail",
     "JobSummary",
+    "NodeOut",
     "OccurrenceOut",
     "OutputPage",
     "PauseRequest",
     "RunDetail",
     "RunOut",
+    "WorkerOut",
 ]
 
 
@@ -215,3 +225,46 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=1000)
+
+
+class WorkerOut(BaseModel):
+    name: str
+    host: str
+    pools: list[str]
+    tags: dict[str, str]
+    slots: int | None
+    cpu: float | None
+    memory_mb: int | None
+    version: str
+    state: str = Field(description="active | draining | lost")
+    running: int = Field(description="Runs it holds now.")
+    first_seen: datetime
+    last_seen: datetime
+
+    @classmethod
+    def of(cls, worker: WorkerRecord, running: int) -> WorkerOut:
+        return cls(
+            name=worker.name,
+            host=worker.host,
+            pools=worker.pools,
+            tags=worker.tags,
+            slots=worker.slots,
+            cpu=worker.cpu,
+            memory_mb=worker.memory_mb,
+            version=worker.version,
+            state=worker.state,
+            running=running,
+            first_seen=worker.first_seen,
+            last_seen=worker.last_seen,
+        )
+
+
+class NodeOut(BaseModel):
+    name: str
+    version: str
+    leader: bool
+
+
+class ClusterOut(BaseModel):
+    nodes: list[NodeOut]
+    workers: list[WorkerOut]

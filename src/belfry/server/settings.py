@@ -33,6 +33,8 @@ class Settings:
     port: int = DEFAULT_PORT
     embedded_worker: bool = True
     worker_slots: int | None = None
+    # The pools the embedded worker serves (jobs of other pools wait for remote workers).
+    worker_pools: tuple[str, ...] = ("default",)
     retention: RetentionDefaults = field(default_factory=RetentionDefaults)
     prune_interval: float = 60.0
     log_level: str = "info"

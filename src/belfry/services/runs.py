@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from belfry.core.execution import Assignment, Outcome, RunOrder
+from belfry.core.execution import Assignment, HttpRequest, Outcome, RunOrder
 from belfry.core.jobs import OverlapPolicy
 from belfry.core.policies import OverlapVerdict, decide_overlap, retry_delay
 from belfry.core.records import JobRecord, NewRun, OutputChunk, RunRecord, Transition, Trigger
@@ -24,7 +24,7 @@ from belfry.ports.store import Store
 from belfry.services.batching import GroupCommit
 from belfry.services.wakeups import RunWatchers, Wakeup
 
-__all__ = ["PREPARE_AHEAD", "RunService", "WorkerIdentity"]
+__all__ = ["PREPARE_AHEAD", "FreeCapacity", "RunService", "WorkerIdentity"]
 
 # Runs are created and handed to workers this far ahead of their instant. Not a whole
 # second: most schedules fire on whole seconds, so preparing the next occurrence half a
@@ -41,8 +41,47 @@ _RETRYABLE = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.LOST})
 
 @dataclass(frozen=True)
 class WorkerIdentity:
+    """Who claims runs: a worker's name and host, and which jobs it may run (those of its
+    pools whose tags it carries)."""
+
     name: str
     host: str
+    pools: tuple[str, ...] = ("default",)
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def can_run(self, job: JobRecord) -> bool:
+        tags = dict(self.tags)
+        return job.spec.pool in self.pools and all(
+            tags.get(key) == value for key, value in job.spec.tags.items()
+        )
+
+
+@dataclass
+class FreeCapacity:
+    """What a worker has free: slots, cpu units, MiB of memory (None: no limit)."""
+
+    slots: int | None = None
+    cpu: float | None = None
+    memory_mb: int | None = None
+
+    def fits(self, job: JobRecord) -> bool:
+        resources = job.spec.resources
+        if self.slots is not None and self.slots < 1:
+            return False
+        if self.cpu is not None and resources.cpu is not None and resources.cpu > self.cpu:
+            return False
+        memory = resources.memory_mb
+        return self.memory_mb is None or memory is None or memory <= self.memory_mb
+
+    def take(self, job: JobRecord) -> None:
+        resources = job.spec.resources
+        if self.slots is not None:
+            self.slots -= 1
+        if self.cpu is not None and resources.cpu is not None:
+            self.cpu -= resources.cpu
+        memory = resources.memory_mb
+        if self.memory_mb is not None and memory is not None:
+            self.memory_mb -= memory
 
 
 @dataclass(frozen=True)
@@ -124,10 +163,29 @@ class RunService:
         return flagged or run
 
     # -- handing out work -------------------------------------------------------------------
-    async def claim(self, worker: WorkerIdentity, capacity: int | None) -> Assignment:
-        """Runs for ``worker`` to start (at most ``capacity``) and runs it must kill."""
-        kills = sorted(self._kills.pop(worker.name, set()))
-        if capacity == 0:
+    async def claim_waiting(
+        self, worker: WorkerIdentity, free: FreeCapacity, wait: float
+    ) -> Assignment:
+        """``claim``, as a long poll: if there is nothing now, wait up to ``wait`` seconds
+        for work (a due run, a kill) and try once more."""
+        assignment = await self.claim(worker, free)
+        if assignment.orders or assignment.kills or wait <= 0:
+            return assignment
+        await self.wait_for_work(wait)
+        return await self.claim(worker, free)
+
+    def take_kills(self, worker: str) -> list[int]:
+        """Kill requests waiting for ``worker`` (each handed out once)."""
+        return sorted(self._kills.pop(worker, set()))
+
+    async def claim(self, worker: WorkerIdentity, free: FreeCapacity | int | None) -> Assignment:
+        """Runs for ``worker`` to start, within its ``free`` capacity (a number is free
+        slots), and runs it must kill. Only runs of jobs it can run (pool and tags) and
+        whose declared resources fit are handed to it."""
+        if not isinstance(free, FreeCapacity):
+            free = FreeCapacity(slots=free)
+        kills = self.take_kills(worker.name)
+        if free.slots == 0:
             return Assignment(kills=kills)
         now = self._clock.now()
         due = await self._store.due_runs(now + self._claim_lead, self._claim_batch)
@@ -146,9 +204,9 @@ class RunService:
         replace: list[int] = []
         for run in due:
             job = jobs.get(run.job_id)
-            if job is None:
+            if job is None or not worker.can_run(job):
                 continue
-            if capacity is not None and len(changes) >= capacity:
+            if free.slots is not None and free.slots < 1:
                 break
             manual = run.trigger is Trigger.MANUAL
             if job.paused and not manual:
@@ -172,6 +230,9 @@ class RunService:
                     continue
                 if decision.verdict is OverlapVerdict.REPLACE:
                     replace += [a.id for a in active_runs if a.job_id == job.id]
+            if not free.fits(job):
+                continue  # another worker may have room; this one waits for a finish
+            free.take(job)
             active[job.id] += 1
             changes.append(
                 Transition(
@@ -179,6 +240,8 @@ class RunService:
                     RunState.CLAIMED,
                     frozenset({RunState.SCHEDULED}),
                     Actor.WORKER,
+                    # Why it waited no longer holds (an empty reason reads as none).
+                    reason="" if (run.reason or "").startswith("waiting:") else None,
                     worker=worker.name,
                     host=worker.host,
                 )
@@ -290,7 +353,15 @@ class RunService:
     ) -> NewRun | None:
         if state not in _RETRYABLE:
             return None
-        delay = retry_delay(job.spec.retries, run.attempt, self._spread())
+        policy = job.spec.retries
+        if state is RunState.LOST:
+            # Lost with its worker: it may still have had effects, so only a job that says
+            # so is retried, and then at least once.
+            if job.spec.on_worker_lost == "fail":
+                return None
+            if policy.max < 1:
+                policy = policy.model_copy(update={"max": 1})
+        delay = retry_delay(policy, run.attempt, self._spread())
         if delay is None:
             return None
         return NewRun(
@@ -304,11 +375,20 @@ class RunService:
     # -- recovery ---------------------------------------------------------------------------
     async def recover_lost(self, worker: WorkerIdentity, reason: str) -> int:
         """Mark the runs a (restarted) worker held as lost, retrying per policy."""
-        held = [
+        return await self.lose_runs(worker.name, reason)
+
+    async def held_by(self, worker: str) -> list[RunRecord]:
+        """The active runs the store assigns to ``worker``."""
+        return [
             run
             for run in await self._store.runs_in_states(sorted(ACTIVE_STATES))
-            if run.worker == worker.name
+            if run.worker == worker
         ]
+
+    async def lose_runs(self, worker: str, reason: str, keep: Collection[int] = ()) -> int:
+        """Mark the active runs of ``worker`` (but those in ``keep``) as lost, each retried
+        if its job says ``on_worker_lost: retry``. Returns how many were marked."""
+        held = [run for run in await self.held_by(worker) if run.id not in keep]
         if not held:
             return 0
         now = self._clock.now()
@@ -329,6 +409,8 @@ class RunService:
             now,
             retries,
         )
+        for run in changed:
+            self.watchers.changed(run.id)
         if retries:
             self.new_work.ring()
         return len(changed)
@@ -336,7 +418,15 @@ class RunService:
 
 def _order(run: RunRecord, job: JobRecord) -> RunOrder:
     spec = job.spec
-    assert spec.command is not None  # HTTP jobs are rejected at validation for now
+    http = None
+    if spec.http is not None:
+        http = HttpRequest(
+            url=spec.http.url,
+            method=spec.http.method,
+            headers=dict(spec.http.headers),
+            body=spec.http.body,
+            expect_status=tuple(spec.http.expect_status),
+        )
     return RunOrder(
         run_id=run.id,
         job=run.job,
@@ -350,4 +440,8 @@ def _order(run: RunRecord, job: JobRecord) -> RunOrder:
         kill_grace_seconds=spec.kill_grace.total_seconds(),
         success_exit_codes=tuple(spec.success_exit_codes),
         failure_pattern=spec.failure_pattern,
+        http=http,
+        run_as=spec.run_as,
+        cpu=spec.resources.cpu,
+        memory_mb=spec.resources.memory_mb,
     )

@@ -37,6 +37,14 @@ class Agent:
     def running(self) -> int:
         return len(self._running)
 
+    @property
+    def running_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    def kill(self, run_ids: list[int]) -> None:
+        """Kill these runs if this agent runs them (their whole process trees)."""
+        self._apply_kills(run_ids)
+
     async def run_forever(self) -> None:
         try:
             while True:

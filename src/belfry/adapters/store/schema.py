@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +39,7 @@ __all__ = [
     "run_events",
     "runs",
     "tokens",
+    "workers",
 ]
 
 
@@ -182,4 +184,20 @@ tokens = Table(
     Column("secret_hash", String(255), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     sqlite_autoincrement=True,
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pools", Text, nullable=False),  # JSON list
+    Column("tags", Text, nullable=False),  # JSON object
+    Column("slots", Integer),
+    Column("cpu", Float),
+    Column("memory_mb", Integer),
+    Column("version", String(50), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
 )

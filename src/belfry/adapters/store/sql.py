@@ -46,6 +46,7 @@ from belfry.adapters.store.schema import (
     run_events,
     runs,
     tokens,
+    workers,
 )
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobSpec
@@ -61,6 +62,7 @@ from belfry.core.records import (
     TokenRecord,
     Transition,
     Trigger,
+    WorkerRecord,
 )
 from belfry.core.states import (
     ACTIVE_STATES,
@@ -111,6 +113,23 @@ def _calendar(row: Row[Any]) -> CalendarRecord:
     )
 
 
+def _worker(row: Row[Any]) -> WorkerRecord:
+    data = row._mapping
+    return WorkerRecord(
+        name=data["name"],
+        host=data["host"],
+        pools=list(json.loads(data["pools"])),
+        tags=dict(json.loads(data["tags"])),
+        slots=data["slots"],
+        cpu=data["cpu"],
+        memory_mb=data["memory_mb"],
+        version=data["version"],
+        state=data["state"],
+        first_seen=data["first_seen"],
+        last_seen=data["last_seen"],
+    )
+
+
 def _run(row: Row[Any]) -> RunRecord:
     data = row._mapping
     return RunRecord(
@@ -121,7 +140,7 @@ def _run(row: Row[Any]) -> RunRecord:
         attempt=data["attempt"],
         trigger=Trigger(data["trigger"]),
         state=RunState(data["state"]),
-        reason=data["reason"],
+        reason=data["reason"] or None,
         not_before=data["not_before"],
         exit_code=data["exit_code"],
         worker=data["worker"],
@@ -145,7 +164,7 @@ def _event(row: Row[Any]) -> RunEvent:
         host=data["host"],
         pid=data["pid"],
         exit_code=data["exit_code"],
-        reason=data["reason"],
+        reason=data["reason"] or None,
     )
 
 
@@ -854,6 +873,94 @@ class SqlStore:
         return int(count or 0)
 
     # -- lifecycle --------------------------------------------------------------------------
+    # -- workers ----------------------------------------------------------------------------
+    async def save_worker(self, worker: WorkerRecord) -> WorkerRecord:
+        values = {
+            "host": worker.host,
+            "pools": json.dumps(worker.pools),
+            "tags": json.dumps(worker.tags, sort_keys=True),
+            "slots": worker.slots,
+            "cpu": worker.cpu,
+            "memory_mb": worker.memory_mb,
+            "version": worker.version,
+            "state": worker.state,
+            "last_seen": worker.last_seen,
+        }
+        async with self._write() as connection:
+            updated = (
+                await connection.execute(
+                    update(workers)
+                    .where(workers.c.name == worker.name)
+                    .values(values)
+                    .returning(*workers.c)
+                )
+            ).first()
+            if updated is not None:
+                return _worker(updated)
+            try:
+                row = (
+                    await connection.execute(
+                        workers.insert()
+                        .values(name=worker.name, first_seen=worker.first_seen, **values)
+                        .returning(*workers.c)
+                    )
+                ).one()
+            except IntegrityError as error:
+                raise ValueError(f"worker {worker.name} joined twice at once; retry") from error
+        return _worker(row)
+
+    async def touch_worker(
+        self, name: str, now: datetime, state: str | None = None
+    ) -> WorkerRecord | None:
+        changes: dict[str, Any] = {"last_seen": now}
+        if state is not None:
+            changes["state"] = state
+        async with self._write() as connection:
+            row = (
+                await connection.execute(
+                    update(workers)
+                    .where(workers.c.name == name, workers.c.state != "lost")
+                    .values(changes)
+                    .returning(*workers.c)
+                )
+            ).first()
+            if row is None:
+                row = (
+                    await connection.execute(select(workers).where(workers.c.name == name))
+                ).first()
+        return _worker(row) if row else None
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        async with self._read() as connection:
+            result = await connection.execute(select(workers).order_by(workers.c.name))
+            return [_worker(row) for row in result]
+
+    async def mark_workers_lost(self, names: Sequence[str], silent_since: datetime) -> list[str]:
+        if not names:
+            return []
+        async with self._write() as connection:
+            result = await connection.execute(
+                update(workers)
+                .where(
+                    workers.c.name.in_(set(names)),
+                    workers.c.state != "lost",
+                    workers.c.last_seen < silent_since,
+                )
+                .values(state="lost")
+                .returning(workers.c.name)
+            )
+            return sorted(row.name for row in result)
+
+    async def note_waiting(self, run_ids: Sequence[int], reason: str) -> None:
+        if not run_ids:
+            return
+        async with self._write() as connection:
+            await connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(set(run_ids)), runs.c.state == RunState.SCHEDULED.value)
+                .values(reason=reason)
+            )
+
     async def ping(self) -> None:
         async with self._read() as connection:
             await connection.scalar(select(1))

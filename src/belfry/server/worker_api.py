@@ -1,0 +1,110 @@
+"""The worker endpoints (``/api/v1/workers/…``): what ``belfry worker`` agents call.
+
+Messages are belfry.core.protocol's. A worker token may only serve its pools; an admin
+token may serve any. Errors a worker must act on: 426 (another protocol version: upgrade),
+410 (declared lost: kill the runs, say hello again), 404 (unknown: say hello).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from belfry import __version__
+from belfry.core.protocol import (
+    ClaimReply,
+    ClaimRequest,
+    Heartbeat,
+    HeartbeatReply,
+    Hello,
+    Reports,
+    Welcome,
+)
+from belfry.core.records import TokenRecord
+from belfry.server.node import Node
+from belfry.services.runs import FreeCapacity
+from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone
+
+__all__ = ["worker_router"]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(_node)]
+
+
+async def _token(
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenRecord:
+    token = None
+    if credentials is not None:
+        token = await node.tokens.authenticate(credentials.credentials)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid worker token (`belfry token create --role worker --pool P`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token
+
+
+TokenDep = Annotated[TokenRecord, Depends(_token)]
+
+
+def _errors(error: Exception) -> HTTPException:
+    if isinstance(error, WorkerGone):
+        return HTTPException(status.HTTP_410_GONE, str(error))
+    if isinstance(error, UnknownWorker):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(error))
+    raise error
+
+
+def worker_router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+
+    @api.post("/hello", response_model=Welcome)
+    async def hello(node: NodeDep, token: TokenDep, body: Hello) -> Welcome:
+        pools = None if token.role == "admin" else token.pools
+        try:
+            result = await node.workers.hello(body, pools)
+        except ProtocolMismatch as error:
+            raise HTTPException(status.HTTP_426_UPGRADE_REQUIRED, str(error)) from None
+        except PermissionError as error:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
+        return Welcome(name=result.worker.name, server_version=__version__, kills=result.kills)
+
+    @api.post("/{name}/claim", response_model=ClaimReply)
+    async def claim(node: NodeDep, token: TokenDep, name: str, body: ClaimRequest) -> ClaimReply:
+        free = FreeCapacity(body.free.slots, body.free.cpu, body.free.memory_mb)
+        try:
+            assignment = await node.workers.claim(name, free, body.wait)
+        except (WorkerGone, UnknownWorker) as error:
+            raise _errors(error) from None
+        return ClaimReply(orders=assignment.orders, kills=assignment.kills)
+
+    @api.post("/{name}/heartbeat", response_model=HeartbeatReply)
+    async def heartbeat(
+        node: NodeDep, token: TokenDep, name: str, body: Heartbeat
+    ) -> HeartbeatReply:
+        try:
+            kills = await node.workers.heartbeat(name, body.running, body.draining)
+        except (WorkerGone, UnknownWorker) as error:
+            raise _errors(error) from None
+        return HeartbeatReply(kills=kills)
+
+    @api.post("/{name}/reports", status_code=status.HTTP_204_NO_CONTENT)
+    async def reports(node: NodeDep, token: TokenDep, name: str, body: Reports) -> None:
+        try:
+            await node.workers.report(name, body)
+        except (WorkerGone, UnknownWorker) as error:
+            raise _errors(error) from None
+
+    return api

@@ -1,0 +1,247 @@
+"""Workers: hello, heartbeats, claims and reports from agents, and the reaper that
+declares silent workers lost (DESIGN.md "Workers"; the protocol is belfry.core.protocol).
+
+A worker is known by its name. It is ``active`` or ``draining`` while it heartbeats; a
+worker not heard from for ``LOST_AFTER_SECONDS`` is declared ``lost`` and its runs are
+marked lost (retried when the job says ``on_worker_lost: retry``). It then has to say hello
+again, and is told to kill what it still runs: by then its own lease has made it do so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from belfry.core.execution import Assignment, Outcome
+from belfry.core.protocol import (
+    LOST_AFTER_SECONDS,
+    PROTOCOL_VERSION,
+    Hello,
+    Reports,
+)
+from belfry.core.records import OutputChunk, RunRecord, WorkerRecord
+from belfry.core.states import RunState
+from belfry.ports.clock import Clock
+from belfry.ports.store import Store
+from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
+
+__all__ = [
+    "ProtocolMismatch",
+    "UnknownWorker",
+    "WorkerGone",
+    "WorkerService",
+]
+
+log = logging.getLogger(__name__)
+
+# A scheduled run this late with no worker to take it gets a reason saying why.
+WAITING_AFTER = timedelta(seconds=5)
+
+
+class ProtocolMismatch(ValueError):
+    """The worker speaks another protocol version."""
+
+
+class UnknownWorker(LookupError):
+    """A worker that never said hello (to any server sharing this database)."""
+
+
+class WorkerGone(LookupError):
+    """The worker was declared lost: it must kill its runs and say hello again."""
+
+
+@dataclass(frozen=True)
+class HelloResult:
+    worker: WorkerRecord
+    # Runs the worker says it holds that are no longer its own: it must kill them.
+    kills: list[int]
+
+
+def identity_of(worker: WorkerRecord) -> WorkerIdentity:
+    return WorkerIdentity(
+        name=worker.name,
+        host=worker.host,
+        pools=tuple(worker.pools),
+        tags=tuple(sorted(worker.tags.items())),
+    )
+
+
+class WorkerService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        runs: RunService,
+        *,
+        version: str,
+        lost_after: float = LOST_AFTER_SECONDS,
+        reap_interval: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._runs = runs
+        self._version = version
+        self._lost_after = timedelta(seconds=lost_after)
+        self._reap_interval = reap_interval
+        # Identities by name, so a claim costs no worker look-up.
+        self._known: dict[str, WorkerRecord] = {}
+
+    # -- what agents call -------------------------------------------------------------------
+    async def hello(self, hello: Hello, allowed_pools: Sequence[str] | None) -> HelloResult:
+        """Register (or re-register) a worker. ``allowed_pools`` are its token's (None: any).
+
+        Runs the store gives this worker that the hello does not list are marked lost: the
+        worker restarted, or never got the claim reply. Runs it lists that are no longer
+        its own are returned to kill."""
+        if hello.protocol != PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"this server (belfry {self._version}) speaks worker protocol "
+                f"{PROTOCOL_VERSION}, the worker (belfry {hello.version}) speaks "
+                f"{hello.protocol}: run workers of the same release as the servers"
+            )
+        if allowed_pools is not None:
+            refused = sorted(set(hello.pools) - set(allowed_pools))
+            if refused:
+                raise PermissionError(
+                    f"this worker token may not serve pool(s) {', '.join(refused)} "
+                    f"(it is for: {', '.join(allowed_pools)})"
+                )
+        now = self._clock.now()
+        worker = await self._store.save_worker(
+            WorkerRecord(
+                name=hello.name,
+                host=hello.host,
+                pools=list(hello.pools),
+                tags=dict(hello.tags),
+                slots=hello.capacity.slots,
+                cpu=hello.capacity.cpu,
+                memory_mb=hello.capacity.memory_mb,
+                version=hello.version,
+                state="active",
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+        self._known[worker.name] = worker
+        held = {run.id for run in await self._runs.held_by(worker.name)}
+        listed = set(hello.running)
+        lost = await self._runs.lose_runs(
+            worker.name, "the worker restarted without this run", keep=listed
+        )
+        if lost:
+            log.warning(
+                "worker %s came back without %d of its runs: marked lost", worker.name, lost
+            )
+        return HelloResult(worker, sorted(listed - held))
+
+    async def claim(self, name: str, free: FreeCapacity, wait: float) -> Assignment:
+        worker = await self._live(name)
+        if worker.state == "draining":
+            return Assignment(kills=self._runs.take_kills(name))
+        return await self._runs.claim_waiting(identity_of(worker), free, wait)
+
+    async def heartbeat(self, name: str, running: Sequence[int], draining: bool) -> list[int]:
+        """Record the heartbeat; return the runs the worker must kill: kill requests, and
+        runs it still runs that are no longer its own (lost, or ended elsewhere)."""
+        worker = await self._touch(name, "draining" if draining else "active")
+        kills = set(self._runs.take_kills(worker.name))
+        if running:
+            held = {run.id for run in await self._runs.held_by(worker.name)}
+            kills |= {run_id for run_id in running if run_id not in held}
+        return sorted(kills)
+
+    async def report(self, name: str, reports: Reports) -> None:
+        """Apply what a worker reports, in order: starts, output, finishes. Re-sent
+        reports are applied once (compare-and-set transitions, unique output keys)."""
+        await self._live(name)
+        for started in reports.started:
+            await self._runs.started(started.run_id, started.pid, started.host)
+        if reports.output:
+            await self._runs.output(
+                [
+                    OutputChunk(chunk.run_id, chunk.seq, chunk.stream, chunk.data, chunk.at)
+                    for chunk in reports.output
+                ]
+            )
+        for finished in reports.finished:
+            await self._runs.finished(
+                finished.run_id,
+                Outcome(RunState(finished.state), finished.exit_code, finished.reason),
+            )
+
+    async def _live(self, name: str) -> WorkerRecord:
+        known = self._known.get(name)
+        if known is not None and known.state != "lost":
+            return known
+        return await self._touch(name, None)
+
+    async def _touch(self, name: str, state: str | None) -> WorkerRecord:
+        worker = await self._store.touch_worker(name, self._clock.now(), state)
+        if worker is None:
+            self._known.pop(name, None)
+            raise UnknownWorker(f"no worker {name!r}: say hello first")
+        if worker.state == "lost":
+            self._known.pop(name, None)
+            raise WorkerGone(
+                f"worker {name!r} was declared lost after {self._lost_after.total_seconds():g}s "
+                "of silence: kill its runs and say hello again"
+            )
+        self._known[name] = worker
+        return worker
+
+    # -- the reaper -------------------------------------------------------------------------
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reaper pass failed")
+            await asyncio.sleep(self._reap_interval)
+
+    async def reap(self) -> list[str]:
+        """Declare lost the workers silent for too long and mark their runs lost; say
+        why runs wait that no live worker can take. Returns the workers declared lost."""
+        now = self._clock.now()
+        silent_since = now - self._lost_after
+        workers = await self._store.list_workers()
+        silent = [w.name for w in workers if w.state != "lost" and w.last_seen < silent_since]
+        declared = await self._store.mark_workers_lost(silent, silent_since)
+        for name in declared:
+            self._known.pop(name, None)
+            lost = await self._runs.lose_runs(
+                name,
+                f"worker {name} stopped heartbeating for {self._lost_after.total_seconds():g}s",
+            )
+            log.warning("worker %s is lost; %d of its runs marked lost", name, lost)
+        live = [w for w in workers if w.state != "lost" and w.name not in declared]
+        await self._explain_waiting(live, now)
+        return declared
+
+    async def _explain_waiting(self, live: list[WorkerRecord], now: datetime) -> None:
+        waiting = await self._store.due_runs(now - WAITING_AFTER, 1000)
+        if not waiting:
+            return
+        jobs = await self._store.get_jobs(sorted({run.job_id for run in waiting}))
+        by_reason: dict[str, list[RunRecord]] = {}
+        for run in waiting:
+            job = jobs.get(run.job_id)
+            if job is None:
+                continue
+            takers = [w for w in live if identity_of(w).can_run(job)]
+            pool = job.spec.pool
+            tags = "".join(f", tag {k}={v}" for k, v in sorted(job.spec.tags.items()))
+            if not takers:
+                reason = f"waiting: no live worker in pool {pool}{tags}"
+            elif all(w.state == "draining" for w in takers):
+                reason = f"waiting: every worker of pool {pool}{tags} is draining"
+            else:
+                continue  # busy, or queued behind the job's own run: it will start
+            if run.reason != reason:
+                by_reason.setdefault(reason, []).append(run)
+        for reason, runs in by_reason.items():
+            await self._store.note_waiting([run.id for run in runs], reason)
