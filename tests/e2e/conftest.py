@@ -104,8 +104,8 @@ class Belfry:
         return self.process.returncode
 
 
-def start_server(home: Path, db_url: str, *extra: str) -> Belfry:
-    port = free_port()
+def start_server(home: Path, db_url: str, *extra: str, port: int | None = None) -> Belfry:
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"

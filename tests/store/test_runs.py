@@ -398,6 +398,24 @@ async def test_transition_inserts_retries_atomically(store: SqlStore, add_job: A
     assert len(await store.list_runs(job.id)) == 2
 
 
+async def test_a_retry_follows_only_an_ending_that_applied(
+    store: SqlStore, add_job: AddJob
+) -> None:
+    job = await add_job("job", cursor=None, now=T0)
+    [run] = await store.create_runs([NewRun(job.id, T0)], Actor.USER, T0)
+    await store.transition([change(run.id, S.CLAIMED, S.SCHEDULED, worker="w")], T0)
+    await store.transition(
+        [change(run.id, S.LOST, S.CLAIMED, actor=Actor.REAPER, reason="worker gone")], T0
+    )
+    # The worker comes back with a late "failed": the run is lost already, so no retry.
+    late = change(run.id, S.FAILED, S.CLAIMED, S.RUNNING, exit_code=1)
+    retry = NewRun(
+        job.id, T0, attempt=2, trigger=Trigger.RETRY, not_before=T0 + MINUTE, retry_of=run.id
+    )
+    assert await store.transition([late], T0 + MINUTE, [retry]) == []
+    assert [r.attempt for r in await store.list_runs(job.id)] == [1]
+
+
 async def test_request_kill_only_on_active_runs(store: SqlStore, add_job: AddJob) -> None:
     job = await add_job("job", cursor=None, now=T0)
     scheduled, claimed, running, done = await store.create_runs(

@@ -7,7 +7,14 @@ from typing import Any
 
 import typer
 
-from belfry.cli import commands_calendars, commands_jobs, commands_runs, commands_server
+from belfry.cli import (
+    commands_calendars,
+    commands_cluster,
+    commands_jobs,
+    commands_runs,
+    commands_server,
+    commands_worker,
+)
 from belfry.cli.errors import CliError
 
 __all__ = ["app", "main"]
@@ -24,6 +31,8 @@ commands_server.register(app)
 commands_jobs.register(app)
 commands_runs.register(app)
 commands_calendars.register(app)
+commands_cluster.register(app)
+commands_worker.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

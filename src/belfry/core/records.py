@@ -84,6 +84,8 @@ class NewRun:
     reason: str | None = None
     # Not to be started before this instant (the occurrence, or a retry's backoff).
     not_before: datetime | None = None
+    # For a retry: the run whose ending it follows (inserted only if that ending applies).
+    retry_of: int | None = None
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,8 @@ class Store(Protocol):
         new_runs: Sequence[NewRun] = (),
     ) -> list[RunRecord]:
         """Apply each change whose run is still in one of its ``expected`` states, with an
-        event row each, and insert ``new_runs`` (retries), all in one transaction.
+        event row each, and insert ``new_runs`` (retries), all in one transaction. A new
+        run with ``retry_of`` is inserted only if that run's change applied.
 
         Entering ``claimed`` sets ``claimed_at`` and ``worker``; ``running`` sets
         ``started_at``, ``host`` and ``pid``; a final state sets ``finished_at`` and
@@ -194,6 +195,10 @@ class Store(Protocol):
         """Record that the worker was heard from (``last_seen``), and its new ``state``
         if given, unless it was declared lost: a lost worker is returned unchanged, and
         must say hello again. None for an unknown worker."""
+        ...
+
+    async def get_worker(self, name: str) -> WorkerRecord | None:
+        """The worker of that name as stored now (None if it never said hello)."""
         ...
 
     async def list_workers(self) -> list[WorkerRecord]:

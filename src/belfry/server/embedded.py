@@ -4,8 +4,9 @@ service directly instead of over HTTP, with the same protocol as a remote agent.
 from __future__ import annotations
 
 from belfry.core.execution import Assignment, Outcome
+from belfry.core.protocol import WorkerCapacity
 from belfry.core.records import OutputChunk
-from belfry.services.runs import RunService, WorkerIdentity
+from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
 
 __all__ = ["EmbeddedLink"]
 
@@ -17,12 +18,9 @@ class EmbeddedLink:
         self._runs = runs
         self._identity = identity
 
-    async def claim(self, capacity: int | None, wait: float) -> Assignment:
-        assignment = await self._runs.claim(self._identity, capacity)
-        if assignment.orders or assignment.kills or wait <= 0:
-            return assignment
-        await self._runs.wait_for_work(wait)
-        return await self._runs.claim(self._identity, capacity)
+    async def claim(self, free: WorkerCapacity, wait: float) -> Assignment:
+        capacity = FreeCapacity(free.slots, free.cpu, free.memory_mb)
+        return await self._runs.claim_waiting(self._identity, capacity, wait)
 
     async def started(self, run_id: int, pid: int, host: str) -> None:
         await self._runs.started(run_id, pid, host)

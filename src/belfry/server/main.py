@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -15,6 +17,19 @@ from belfry.server.settings import Settings
 from belfry.worker.child_watcher import use_pidfd_child_watcher
 
 __all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn, telling the node when a stop begins: a graceful shutdown waits for open
+    requests, and workers' long polls would otherwise hold it for their whole wait."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        asyncio.get_running_loop().call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)
 
 
 async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
@@ -36,7 +51,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, node.runs.shut_down)
     announce(f"Belfry {__version__} serving at {settings.public_url}")
     announce(f"  database: {_safe(settings.database_url)}")
     announce(f"  worker:   {'embedded' if settings.embedded_worker else 'none (--no-worker)'}")

@@ -116,6 +116,7 @@ class RunService:
         self.watchers = RunWatchers()
         self._kills: dict[str, set[int]] = {}
         self._claimed: dict[int, RunRecord] = {}
+        self._closing = False
         self._started = GroupCommit[_Started](self._write_started, linger=REPORT_LINGER)
         self._outputs = GroupCommit[OutputChunk](self._write_output, linger=REPORT_LINGER)
         self._finished = GroupCommit[_Finished](self._write_finished, linger=REPORT_LINGER)
@@ -259,8 +260,15 @@ class RunService:
                 orders.append(_order(run, jobs[run.job_id]))
         return Assignment(orders=orders, kills=kills)
 
+    def shut_down(self) -> None:
+        """The server is stopping: end every long poll now, and wait no more."""
+        self._closing = True
+        self.new_work.ring()
+
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until a run may be due for claiming, or new work arrives."""
+        if self._closing:
+            return
         upcoming = await self._store.next_run_due()
         delay = timeout
         if upcoming is not None:
@@ -370,6 +378,7 @@ class RunService:
             attempt=run.attempt + 1,
             trigger=Trigger.RETRY,
             not_before=now + delay,
+            retry_of=run.id,
         )
 
     # -- recovery ---------------------------------------------------------------------------
@@ -410,6 +419,7 @@ class RunService:
             retries,
         )
         for run in changed:
+            self._claimed.pop(run.id, None)
             self.watchers.changed(run.id)
         if retries:
             self.new_work.ring()

@@ -23,7 +23,7 @@ from belfry.core.protocol import (
     Reports,
 )
 from belfry.core.records import OutputChunk, RunRecord, WorkerRecord
-from belfry.core.states import RunState
+from belfry.core.states import ACTIVE_STATES, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
@@ -86,8 +86,6 @@ class WorkerService:
         self._version = version
         self._lost_after = timedelta(seconds=lost_after)
         self._reap_interval = reap_interval
-        # Identities by name, so a claim costs no worker look-up.
-        self._known: dict[str, WorkerRecord] = {}
 
     # -- what agents call -------------------------------------------------------------------
     async def hello(self, hello: Hello, allowed_pools: Sequence[str] | None) -> HelloResult:
@@ -125,7 +123,6 @@ class WorkerService:
                 last_seen=now,
             )
         )
-        self._known[worker.name] = worker
         held = {run.id for run in await self._runs.held_by(worker.name)}
         listed = set(hello.running)
         lost = await self._runs.lose_runs(
@@ -138,10 +135,17 @@ class WorkerService:
         return HelloResult(worker, sorted(listed - held))
 
     async def claim(self, name: str, free: FreeCapacity, wait: float) -> Assignment:
+        """Runs to start and runs to kill; with ``wait``, a long poll that waits for work
+        once if there is none, then looks at the worker again: a long poll outlasts the
+        loss timeout (a worker that died mid-poll is lost by then) and a drain may begin."""
         worker = await self._live(name)
         if worker.state == "draining":
             return Assignment(kills=self._runs.take_kills(name))
-        return await self._runs.claim_waiting(identity_of(worker), free, wait)
+        assignment = await self._runs.claim(identity_of(worker), free)
+        if assignment.orders or assignment.kills or wait <= 0:
+            return assignment
+        await self._runs.wait_for_work(wait)
+        return await self.claim(name, free, 0)
 
     async def heartbeat(self, name: str, running: Sequence[int], draining: bool) -> list[int]:
         """Record the heartbeat; return the runs the worker must kill: kill requests, and
@@ -149,8 +153,11 @@ class WorkerService:
         worker = await self._touch(name, "draining" if draining else "active")
         kills = set(self._runs.take_kills(worker.name))
         if running:
-            held = {run.id for run in await self._runs.held_by(worker.name)}
-            kills |= {run_id for run_id in running if run_id not in held}
+            held = await self._runs.held_by(worker.name)
+            mine = {run.id for run in held}
+            kills |= {run_id for run_id in running if run_id not in mine}
+            # Kill requests made through another server replica reach it here.
+            kills |= {run.id for run in held if run.kill_requested}
         return sorted(kills)
 
     async def report(self, name: str, reports: Reports) -> None:
@@ -173,23 +180,21 @@ class WorkerService:
             )
 
     async def _live(self, name: str) -> WorkerRecord:
-        known = self._known.get(name)
-        if known is not None and known.state != "lost":
-            return known
-        return await self._touch(name, None)
+        # Read from the store, not remembered: another server sharing the database may
+        # have declared it lost, or taken its heartbeat saying it drains (one indexed read).
+        return self._checked(name, await self._store.get_worker(name))
 
     async def _touch(self, name: str, state: str | None) -> WorkerRecord:
-        worker = await self._store.touch_worker(name, self._clock.now(), state)
+        return self._checked(name, await self._store.touch_worker(name, self._clock.now(), state))
+
+    def _checked(self, name: str, worker: WorkerRecord | None) -> WorkerRecord:
         if worker is None:
-            self._known.pop(name, None)
             raise UnknownWorker(f"no worker {name!r}: say hello first")
         if worker.state == "lost":
-            self._known.pop(name, None)
             raise WorkerGone(
                 f"worker {name!r} was declared lost after {self._lost_after.total_seconds():g}s "
                 "of silence: kill its runs and say hello again"
             )
-        self._known[name] = worker
         return worker
 
     # -- the reaper -------------------------------------------------------------------------
@@ -208,16 +213,24 @@ class WorkerService:
         why runs wait that no live worker can take. Returns the workers declared lost."""
         now = self._clock.now()
         silent_since = now - self._lost_after
+        # Active runs before workers: a run whose worker is lost by the time the workers
+        # are read must be lost, whichever way it came to be held.
+        active = await self._store.runs_in_states(sorted(ACTIVE_STATES))
         workers = await self._store.list_workers()
         silent = [w.name for w in workers if w.state != "lost" and w.last_seen < silent_since]
         declared = await self._store.mark_workers_lost(silent, silent_since)
         for name in declared:
-            self._known.pop(name, None)
             lost = await self._runs.lose_runs(
                 name,
                 f"worker {name} stopped heartbeating for {self._lost_after.total_seconds():g}s",
             )
             log.warning("worker %s is lost; %d of its runs marked lost", name, lost)
+        # A claim racing the declaration (worker checked just before, run taken just after
+        # its runs were marked) would leave a run claimed for ever by a worker that is gone.
+        gone = {w.name for w in workers if w.state == "lost"}
+        for name in sorted({run.worker for run in active if run.worker in gone}):
+            lost = await self._runs.lose_runs(name, f"worker {name} was declared lost")
+            log.warning("%d runs were handed to worker %s after it was lost", lost, name)
         live = [w for w in workers if w.state != "lost" and w.name not in declared]
         await self._explain_waiting(live, now)
         return declared

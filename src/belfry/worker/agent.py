@@ -1,11 +1,17 @@
-"""The worker agent: asks for work, runs each order in its own process group, reports."""
+"""The worker agent: asks for work, runs each order in its own process group, reports.
+
+The same agent runs embedded in ``belfry server`` and as ``belfry worker`` on app hosts;
+only its source and reporter differ (in process, or HTTP).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from belfry.core.execution import RunOrder
+from belfry.core.protocol import WorkerCapacity
 from belfry.worker.executor import execute
 from belfry.worker.reporting import RunReporter
 from belfry.worker.source import RunSource
@@ -13,6 +19,13 @@ from belfry.worker.source import RunSource
 __all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    order: RunOrder
+    task: asyncio.Task[None]
+    kill: asyncio.Event
 
 
 class Agent:
@@ -23,15 +36,18 @@ class Agent:
         *,
         host: str,
         slots: int | None = None,
+        cpu: float | None = None,
+        memory_mb: int | None = None,
         poll_wait: float = 30.0,
     ) -> None:
         self._source = source
         self._reporter = reporter
         self._host = host
-        self._slots = slots
+        self._capacity = WorkerCapacity(slots=slots, cpu=cpu, memory_mb=memory_mb)
         self._poll_wait = poll_wait
-        self._running: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._running: dict[int, _Running] = {}
         self._slot_freed = asyncio.Event()
+        self._draining = False
 
     @property
     def running(self) -> int:
@@ -41,49 +57,69 @@ class Agent:
     def running_ids(self) -> list[int]:
         return sorted(self._running)
 
-    def kill(self, run_ids: list[int]) -> None:
-        """Kill these runs if this agent runs them (their whole process trees)."""
-        self._apply_kills(run_ids)
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def free(self) -> WorkerCapacity:
+        """What is left of the capacity, after the runs in flight (None: no limit)."""
+        orders = [entry.order for entry in self._running.values()]
+        slots = cpu = memory = None
+        if self._capacity.slots is not None:
+            slots = max(self._capacity.slots - len(orders), 0)
+        if self._capacity.cpu is not None:
+            cpu = max(self._capacity.cpu - sum(o.cpu or 0.0 for o in orders), 0.0)
+        if self._capacity.memory_mb is not None:
+            memory = max(self._capacity.memory_mb - sum(o.memory_mb or 0 for o in orders), 0)
+        return WorkerCapacity(slots=slots, cpu=cpu, memory_mb=memory)
 
     async def run_forever(self) -> None:
         try:
             while True:
-                capacity = None if self._slots is None else self._slots - len(self._running)
-                if capacity == 0:
+                if self._draining:
+                    await asyncio.sleep(3600)  # claim nothing more; drain() ends us
+                    continue
+                free = self.free()
+                if free.slots == 0:
                     # Full: still listen for kills, but wake as soon as a slot frees up.
                     self._slot_freed.clear()
                     wait = asyncio.create_task(self._slot_freed.wait())
                     try:
-                        assignment = await self._source.claim(0, 0)
-                        self._apply_kills(assignment.kills)
+                        assignment = await self._source.claim(free, 0)
+                        self.kill(assignment.kills)
                         await asyncio.wait({wait}, timeout=1.0)
                     finally:
                         wait.cancel()
                     continue
                 try:
-                    assignment = await self._source.claim(capacity, self._poll_wait)
+                    assignment = await self._source.claim(free, self._poll_wait)
                 except asyncio.CancelledError:
                     raise
+                except ConnectionError as error:  # no server: the link says more
+                    log.warning("could not get work (%s); retrying in 1s", error)
+                    await asyncio.sleep(1.0)
+                    continue
                 except Exception:
                     log.exception("could not get work; retrying in 1s")
                     await asyncio.sleep(1.0)
                     continue
-                self._apply_kills(assignment.kills)
+                self.kill(assignment.kills)
                 for order in assignment.orders:
                     self._start(order)
         finally:
             await self.stop()
 
-    def _apply_kills(self, run_ids: list[int]) -> None:
+    def kill(self, run_ids: list[int]) -> None:
+        """Kill these runs if this agent runs them (their whole process trees)."""
         for run_id in run_ids:
             entry = self._running.get(run_id)
             if entry is not None:
-                entry[1].set()
+                entry.kill.set()
 
     def _start(self, order: RunOrder) -> None:
         kill = asyncio.Event()
         task = asyncio.create_task(self._execute(order, kill), name=f"run-{order.run_id}")
-        self._running[order.run_id] = (task, kill)
+        self._running[order.run_id] = _Running(order, task, kill)
 
     async def _execute(self, order: RunOrder, kill: asyncio.Event) -> None:
         try:
@@ -94,10 +130,20 @@ class Agent:
             self._running.pop(order.run_id, None)
             self._slot_freed.set()
 
+    async def drain(self, grace: float) -> None:
+        """Claim nothing more; let the runs in flight finish for up to ``grace`` seconds,
+        then kill what is left and wait for it to be reported."""
+        self._draining = True
+        tasks = [entry.task for entry in self._running.values()]
+        if tasks:
+            log.info("draining: waiting up to %gs for %d runs", grace, len(tasks))
+            await asyncio.wait(tasks, timeout=grace)
+        await self.stop()
+
     async def stop(self, grace: float = 0.0) -> None:
-        """Kill every running run (their process groups) and wait for them to report."""
-        for _, kill in self._running.values():
-            kill.set()
-        tasks = [task for task, _ in self._running.values()]
+        """Kill every running run (their process trees) and wait for them to report."""
+        for entry in self._running.values():
+            entry.kill.set()
+        tasks = [entry.task for entry in self._running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=max(grace, 15.0))

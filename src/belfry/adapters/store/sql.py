@@ -674,6 +674,11 @@ class SqlStore:
                     )
             if events:
                 await connection.execute(run_events.insert(), events)
+            # A retry follows only an ending that happened: a late report on a run that
+            # had already ended (lost, killed) must not start another attempt.
+            new_runs = [
+                run for run in new_runs if run.retry_of is None or run.retry_of in changed
+            ]
             if new_runs:
                 names = await self._job_names(connection, (run.job_id for run in new_runs))
                 # Retries are the scheduler's decision, whoever reported the ending.
@@ -928,6 +933,11 @@ class SqlStore:
                 row = (
                     await connection.execute(select(workers).where(workers.c.name == name))
                 ).first()
+        return _worker(row) if row else None
+
+    async def get_worker(self, name: str) -> WorkerRecord | None:
+        async with self._read() as connection:
+            row = (await connection.execute(select(workers).where(workers.c.name == name))).first()
         return _worker(row) if row else None
 
     async def list_workers(self) -> list[WorkerRecord]:

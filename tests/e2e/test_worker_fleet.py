@@ -1,0 +1,315 @@
+"""The worker fleet end to end: real `belfry server` and `belfry worker` processes.
+
+Workers in different pools, a worker killed with SIGKILL mid-run, a drain on SIGTERM, a
+server restarted under running runs, failover between two servers, declared resources.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BELFRY, Belfry, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Fleet:
+    def __init__(self, belfry: Belfry, db_url: str, tmp_path: Path) -> None:
+        self.belfry = belfry
+        self.db_url = db_url
+        self.tmp_path = tmp_path
+        self.workers: list[Worker] = []
+        self._tokens: dict[str, str] = {}
+
+    def token(self, *pools: str) -> str:
+        key = ",".join(pools)
+        if key not in self._tokens:
+            args = [BELFRY, "token", "create", "--db", self.db_url, "--role", "worker"]
+            for pool in pools:
+                args += ["--pool", pool]
+            done = subprocess.run(
+                [*args, "--output", "json"], capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            self._tokens[key] = json.loads(done.stdout)["token"]
+        return self._tokens[key]
+
+    def start(
+        self, name: str, *pools: str, servers: str | None = None, extra: tuple[str, ...] = ()
+    ) -> Worker:
+        log = self.tmp_path / f"worker-{name}.log"
+        args = [BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
+        for pool in pools:
+            args += ["--pool", pool]
+        process = subprocess.Popen(
+            [*args, *extra],
+            env={**os.environ, "BELFRY_TOKEN": self.token(*pools)},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        worker = Worker(name, process, log)
+        self.workers.append(worker)
+        self.belfry.wait_for(
+            lambda: any(w["name"] == name and w["state"] == "active" for w in self.cluster()),
+            what=f"worker {name} to join\n{log.read_text() if log.exists() else ''}",
+        )
+        return worker
+
+    def cluster(self) -> list[dict[str, object]]:
+        workers: list[dict[str, object]] = self.belfry.api("GET", "/api/v1/cluster")["workers"]
+        return workers
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def fleet(store_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    server = start_server(tmp_path / "home", store_url, "--no-worker")
+    crew = Fleet(server, store_url, tmp_path)
+    try:
+        yield crew
+    finally:
+        crew.close()
+        server.stop()
+
+
+def test_pools_and_tags_are_never_mismatched(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.start("alpha", "a")
+    fleet.start("beta", "b", extra=("--tag", "region=eu"))
+    fleet.belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - {name: in-a, schedule: "every 1s", command: "true", pool: a}
+          - {name: in-b, schedule: "every 1s", command: "true", pool: b, tags: {region: eu}}
+          - {name: in-b-us, schedule: "every 1s", command: "true", pool: b, tags: {region: us}}
+        """,
+    )
+    fleet.belfry.wait_for(
+        lambda: (
+            len(fleet.belfry.runs("default/in-a", "succeeded")) >= 3
+            and len(fleet.belfry.runs("default/in-b", "succeeded")) >= 3
+        ),
+        what="runs in both pools",
+    )
+    assert {run["worker"] for run in fleet.belfry.runs("default/in-a", "succeeded")} == {"alpha"}
+    assert {run["worker"] for run in fleet.belfry.runs("default/in-b", "succeeded")} == {"beta"}
+    # No worker carries region=us: those runs wait, and say why.
+    waiting = fleet.belfry.wait_for(
+        lambda: [run for run in fleet.belfry.runs("default/in-b-us", "scheduled") if run["reason"]],
+        what="a waiting reason",
+    )
+    assert waiting[0]["reason"] == "waiting: no live worker in pool b, tag region=us"
+    assert fleet.belfry.runs("default/in-b-us", "succeeded", "running", "claimed") == []
+    table = fleet.belfry.cli("cluster")
+    assert "alpha" in table.stdout and "beta" in table.stdout
+
+
+@pytest.mark.parametrize("policy", ["retry", "fail"])
+def test_a_killed_worker_loses_its_run_and_the_job_decides(
+    fleet: Fleet, tmp_path: Path, policy: str
+) -> None:
+    marker = tmp_path / "attempts"
+    first = fleet.start("first", "a")
+    fleet.belfry.apply(
+        tmp_path,
+        f"""
+        jobs:
+          - name: long
+            schedule: "0 0 1 1 *"
+            pool: a
+            on_worker_lost: {policy}
+            command: echo "$BELFRY_ATTEMPT $BELFRY_OCCURRENCE" >> {marker}; sleep 8; echo done
+        """,
+    )
+    fleet.belfry.cli("run", "default/long")
+    fleet.belfry.wait_for(
+        lambda: fleet.belfry.runs("default/long", "running"), what="the run to start"
+    )
+    first.stop(signal.SIGKILL)
+    second = fleet.start("second", "a")
+    lost = fleet.belfry.wait_for(
+        lambda: fleet.belfry.runs("default/long", "lost"), timeout=40, what="the run lost"
+    )
+    assert lost[0]["reason"] == "worker first stopped heartbeating for 15s"
+    if policy == "retry":
+        done = fleet.belfry.wait_for(
+            lambda: fleet.belfry.runs("default/long", "succeeded"), timeout=60, what="the retry"
+        )
+        assert (done[0]["attempt"], done[0]["worker"]) == (2, second.name)
+        attempts = marker.read_text().split("\n")
+        # The same occurrence, attempt 2; and the first attempt's process was dead by then.
+        assert attempts[0].split()[1] == attempts[1].split()[1]
+    else:
+        time.sleep(3)
+        assert [run["attempt"] for run in fleet.belfry.runs("default/long")] == [1]
+
+
+def test_drain_lets_runs_finish_then_exits(fleet: Fleet, tmp_path: Path) -> None:
+    worker = fleet.start("drainer", "a", extra=("--drain-grace", "30"))
+    fleet.belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - {name: slow, schedule: "0 0 1 1 *", pool: a, command: "sleep 3; echo finished"}
+        """,
+    )
+    run = fleet.belfry.cli_json("run", "default/slow")
+    fleet.belfry.wait_for(lambda: fleet.belfry.runs("default/slow", "running"), what="running")
+    worker.process.send_signal(signal.SIGTERM)
+    fleet.belfry.wait_for(
+        lambda: any(w["name"] == "drainer" and w["state"] == "draining" for w in fleet.cluster()),
+        what="the worker shown as draining",
+    )
+    assert worker.process.wait(timeout=30) == 0
+    (done,) = fleet.belfry.runs("default/slow")
+    assert (done["id"], done["state"]) == (run["id"], "succeeded")
+    assert "finished" in fleet.belfry.cli("logs", str(run["id"])).stdout
+
+
+def test_resources_keep_runs_within_the_worker_capacity(fleet: Fleet, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    fleet.start("small", "a", extra=("--cpu", "1", "--memory", "1Gi"))
+    fleet.belfry.apply(
+        tmp_path,
+        f"""
+        jobs:
+          - name: heavy-1
+            schedule: "0 0 1 1 *"
+            pool: a
+            resources: {{cpu: 1, memory: 512Mi}}
+            env: {{LEDGER: "{ledger}"}}
+            command: echo start >> $LEDGER; sleep 2; echo end >> $LEDGER
+          - name: heavy-2
+            schedule: "0 0 1 1 *"
+            pool: a
+            resources: {{cpu: 1, memory: 512Mi}}
+            env: {{LEDGER: "{ledger}"}}
+            command: echo start >> $LEDGER; sleep 2; echo end >> $LEDGER
+        """,
+    )
+    fleet.belfry.cli("run", "default/heavy-1")
+    fleet.belfry.cli("run", "default/heavy-2")
+    fleet.belfry.wait_for(
+        lambda: (
+            len(fleet.belfry.runs("default/heavy-1", "succeeded"))
+            + len(fleet.belfry.runs("default/heavy-2", "succeeded"))
+            == 2
+        ),
+        timeout=30,
+        what="both runs",
+    )
+    events = [line.split()[0] for line in ledger.read_text().splitlines()]
+    # One cpu unit: never two at once.
+    assert events == ["start", "end", "start", "end"]
+
+
+def test_runs_go_on_while_the_server_restarts(store_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = start_server(home, store_url, "--no-worker")
+    crew = Fleet(server, store_url, tmp_path)
+    try:
+        crew.start("steady", "a")
+        server.apply(
+            tmp_path,
+            """
+            jobs:
+              - name: chatty
+                schedule: "0 0 1 1 *"
+                pool: a
+                command: for i in 1 2 3 4 5 6; do echo "line $i"; sleep 1; done
+            """,
+        )
+        run = server.cli_json("run", "default/chatty")
+        server.wait_for(lambda: server.runs("default/chatty", "running"), what="running")
+        port = server.url.rsplit(":", 1)[1]
+        server.stop()
+        time.sleep(2)
+        server = start_server(home, store_url, "--no-worker", port=int(port))
+        crew.belfry = server
+        done = server.wait_for(
+            lambda: server.runs("default/chatty", "succeeded"), timeout=30, what="the run"
+        )
+        assert done[0]["id"] == run["id"]
+        logs = server.cli("logs", str(run["id"])).stdout
+        assert [line for line in logs.splitlines() if line.startswith("line")] == [
+            f"line {i}" for i in range(1, 7)
+        ]
+    finally:
+        crew.close()
+        server.stop()
+
+
+def test_worker_fails_over_between_servers(pg_url: str, tmp_path: Path) -> None:
+    first = start_server(tmp_path / "one", pg_url, "--no-worker")
+    second = start_server(tmp_path / "two", pg_url, "--no-worker")
+    # One database, one admin token: the first server made it.
+    (second.home / "admin-token").write_text(first.token)
+    crew = Fleet(first, pg_url, tmp_path)
+    try:
+        crew.start("roamer", "a", servers=f"{first.url},{second.url}")
+        first.apply(
+            tmp_path,
+            """
+            jobs:
+              - name: chatty
+                schedule: "0 0 1 1 *"
+                pool: a
+                command: for i in 1 2 3 4 5 6; do echo "line $i"; sleep 1; done
+            """,
+        )
+        run = first.cli_json("run", "default/chatty")
+        first.wait_for(lambda: first.runs("default/chatty", "running"), what="running")
+        first.stop()
+        crew.belfry = second
+        done = second.wait_for(
+            lambda: second.runs("default/chatty", "succeeded"), timeout=30, what="the run"
+        )
+        assert done[0]["id"] == run["id"]
+        logs = second.cli("logs", str(run["id"])).stdout
+        assert [line for line in logs.splitlines() if line.startswith("line")] == [
+            f"line {i}" for i in range(1, 7)
+        ]
+        # And new work comes from the server that is left.
+        again = second.cli_json("run", "default/chatty")
+        second.wait_for(
+            lambda: any(r["id"] == again["id"] for r in second.runs("default/chatty", "running")),
+            what="a run claimed through the second server",
+        )
+    finally:
+        crew.close()
+        first.stop()
+        second.stop()
