@@ -5,112 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 
-from belfry.core.execution import Outcome, RunOrder
-from belfry.core.records import OutputChunk
+from belfry.core.execution import Outcome
 from belfry.core.states import RunState
 from belfry.worker.executor import execute
+from tests.worker.recording import RecordingReporter, alive, order, run, wait_gone
 
 PY = sys.executable
-SCHEDULED_FOR = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-class RecordingReporter:
-    """Records what the executor reports, in order; can fail on purpose."""
-
-    def __init__(self, *, fail_on_started: bool = False) -> None:
-        self.calls: list[str] = []
-        self.pid: int | None = None
-        self.host: str | None = None
-        self.batches: list[list[OutputChunk]] = []
-        self.outcome: Outcome | None = None
-        self._fail_on_started = fail_on_started
-        self._changed = asyncio.Event()
-
-    async def started(self, run_id: int, pid: int, host: str) -> None:
-        self.calls.append("started")
-        self.pid, self.host = pid, host
-        if self._fail_on_started:
-            raise ConnectionError("server unreachable")
-
-    async def output(self, chunks: list[OutputChunk]) -> None:
-        self.calls.append("output")
-        self.batches.append(chunks)
-        self._changed.set()
-
-    async def finished(self, run_id: int, outcome: Outcome) -> None:
-        self.calls.append("finished")
-        self.outcome = outcome
-
-    @property
-    def chunks(self) -> list[OutputChunk]:
-        return [chunk for batch in self.batches for chunk in batch]
-
-    def text(self, stream: str | None = None) -> str:
-        return "".join(c.data for c in self.chunks if stream is None or c.stream == stream)
-
-    async def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-        """Wait until the reported output matches ``pattern``."""
-        async with asyncio.timeout(timeout):
-            while True:
-                if match := re.search(pattern, self.text()):
-                    return match
-                self._changed.clear()
-                await self._changed.wait()
-
-
-def order(command: str | list[str], **fields: Any) -> RunOrder:
-    values: dict[str, Any] = {
-        "run_id": 42,
-        "job": "ops/test-job",
-        "scheduled_for": SCHEDULED_FOR,
-        "attempt": 2,
-        "command": command,
-        "start_at": datetime.now(UTC) - timedelta(seconds=1),
-    }
-    values.update(fields)
-    return RunOrder(**values)
-
-
-EXECUTE_OPTIONS = {"output_head_bytes", "output_tail_bytes", "flush_interval"}
-
-
-async def run(command: str | list[str], **fields: Any) -> tuple[Outcome, RecordingReporter]:
-    """Execute ``command`` to its end; ``fields`` go to the RunOrder or to execute()."""
-    options = {k: v for k, v in fields.items() if k in EXECUTE_OPTIONS}
-    fields = {k: v for k, v in fields.items() if k not in EXECUTE_OPTIONS}
-    reporter = RecordingReporter()
-    outcome = await execute(
-        order(command, **fields), reporter, asyncio.Event(), host="test-host", **options
-    )
-    return outcome, reporter
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as dead)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-async def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def test_success_reports_started_output_finished_in_order() -> None:
@@ -293,7 +201,7 @@ async def test_kill_event_kills_the_whole_process_group() -> None:
     outcome = await task
     assert outcome.state == RunState.KILLED
     assert outcome.reason == "killed on request"
-    assert "kill requested: sending SIGTERM to the process group" in reporter.text("belfry")
+    assert "kill requested: sending SIGTERM to the process tree" in reporter.text("belfry")
     assert await wait_gone(grandchild)
 
 
@@ -308,21 +216,24 @@ async def test_a_backgrounded_grandchild_does_not_outlive_a_finished_run() -> No
     assert reporter.text("belfry") == ""
 
 
-async def test_a_process_that_left_the_group_cannot_hold_the_run_open(tmp_path: Path) -> None:
-    # A daemon that starts its own session escapes the group kill but still holds stdout;
-    # the shell waits until it has escaped, so the group kill cannot catch it first.
-    flag = tmp_path / "escaped"
-    daemon = (
-        f"import os, pathlib, time; os.setsid(); pathlib.Path('{flag}').touch(); time.sleep(60)"
+async def test_a_process_outside_the_run_cannot_hold_it_open(tmp_path: Path) -> None:
+    # A process that is no descendant of the run (here: this test) holds the run's stdout
+    # open: the tree kill cannot reach it, and the run must end anyway.
+    go = tmp_path / "go"
+    command = f"echo $$; while [ ! -e '{go}' ]; do sleep 0.01; done"
+    reporter = RecordingReporter()
+    task = asyncio.create_task(
+        execute(order(command), reporter, asyncio.Event(), host="h", flush_interval=0.01)
     )
-    escape = f'{PY} -c "{daemon}" & echo $!; while [ ! -e {flag} ]; do sleep 0.01; done'
-    outcome, reporter = await run(escape)
-    escaped = int(reporter.text("stdout"))
+    pid = int((await reporter.wait_for(r"(\d+)\n")).group(1))
+    holder = os.open(f"/proc/{pid}/fd/1", os.O_WRONLY)  # the same pipe, opened anew
     try:
+        go.touch()
+        outcome = await asyncio.wait_for(task, 60)
         assert outcome.state == RunState.SUCCEEDED
         assert "stopped reading output" in reporter.text("belfry")
     finally:
-        os.kill(escaped, signal.SIGKILL)
+        os.close(holder)
 
 
 async def test_command_not_found_fails_with_the_error_in_the_output() -> None:
@@ -414,3 +325,10 @@ async def test_an_invalid_failure_pattern_fails_without_starting() -> None:
     assert outcome.state == RunState.FAILED
     assert "started" not in reporter.calls
     assert "invalid failure_pattern" in reporter.text("belfry")
+
+
+async def test_an_order_without_command_or_http_fails_without_starting() -> None:
+    outcome, reporter = await run(None)
+    assert outcome.state == RunState.FAILED
+    assert outcome.reason == "could not start: the order has neither a command nor an http request"
+    assert "started" not in reporter.calls

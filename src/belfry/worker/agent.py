@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from belfry.core.execution import RunOrder
 from belfry.core.protocol import WorkerCapacity
 from belfry.worker.executor import execute
+from belfry.worker.process_tree import ProcessTracker
 from belfry.worker.reporting import RunReporter
 from belfry.worker.source import RunSource
 
@@ -48,6 +49,8 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._slot_freed = asyncio.Event()
         self._draining = False
+        # One scan of the host's processes serves every run's tree (not one scan per run).
+        self._tracker = ProcessTracker()
 
     @property
     def running(self) -> int:
@@ -123,7 +126,7 @@ class Agent:
 
     async def _execute(self, order: RunOrder, kill: asyncio.Event) -> None:
         try:
-            await execute(order, self._reporter, kill, host=self._host)
+            await execute(order, self._reporter, kill, host=self._host, tracker=self._tracker)
         except Exception:
             log.exception("run %d (%s): executor failed", order.run_id, order.job)
         finally:

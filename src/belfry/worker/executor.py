@@ -1,11 +1,13 @@
-"""The shell executor: runs one claimed run as a local process and reports what happens.
+"""The executor: runs one claimed run and reports what happens.
 
-The process gets its own session (so its own process group): a timeout or a kill signals
-the whole group, and whatever is left of the group when the main process exits is killed,
-so a backgrounded grandchild cannot outlive its run. Output is read as it arrives through
-an asyncio subprocess protocol rather than ``Process.wait()``, because on Python 3.11 the
-latter also waits for the pipes to close, which a grandchild holding stdout can delay
-forever.
+A command runs as a local process in its own session (so its own process group), and its
+whole process tree is followed while it runs (``process_tree``): a timeout or a kill
+signals the group and every descendant seen, including those that left the group
+(``setsid``) and were re-parented to init, and whatever of the tree is left when the main
+process exits is killed, so nothing the run started can outlive it. Output is read as it
+arrives through an asyncio subprocess protocol rather than ``Process.wait()``, because on
+Python 3.11 the latter also waits for the pipes to close, which a grandchild holding stdout
+can delay forever. An order with ``http`` is handed to the HTTP executor instead.
 """
 
 from __future__ import annotations
@@ -20,20 +22,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from belfry.core.execution import Outcome, RunOrder, judge
-from belfry.core.output import MARKER_STREAM, FailureScanner, OutputLimiter
-from belfry.core.records import OutputChunk
+from belfry.core.output import FailureScanner, OutputLimiter
+from belfry.worker.http_executor import run_http
+from belfry.worker.process_tree import ProcessTracker, ProcessTree
 from belfry.worker.reporting import RunReporter
+from belfry.worker.run_as import resolve_run_as
+from belfry.worker.run_output import RunOutput
 
 __all__ = ["execute"]
 
-# A batch is sent early once this much text is waiting, and no chunk grows past it by merging.
-_FLUSH_CHARS = 64 * 1024
-# After the group is killed its members' ends of the pipes close at once; a process that
-# left the group (setsid) may hold them forever, so stop reading after this long.
+# After the tree is killed its members' ends of the pipes close at once; a process the
+# tracker never saw may hold them forever, so stop reading after this long.
 _PIPE_DRAIN_SECONDS = 2.0
 # On cancellation or a reporter failure: how long to wait for the SIGKILLed process to be
 # reaped, so the transport is closed after the child watcher has seen the exit.
 _REAP_SECONDS = 1.0
+# While the grace runs after SIGTERM and the main process has exited: how often to look
+# whether the rest of the tree has exited too.
+_TREE_POLL_SECONDS = 0.05
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
@@ -46,24 +52,29 @@ async def execute(
     output_head_bytes: int = 256 * 1024,
     output_tail_bytes: int = 256 * 1024,
     flush_interval: float = 0.2,
+    tracker: ProcessTracker | None = None,
 ) -> Outcome:
     """Run ``order`` to its end and return its outcome (also passed to ``reporter.finished``).
 
-    Waits until ``order.start_at``; a string command runs under ``/bin/sh -c``, a list as
-    argv, with stdin from /dev/null, the BELFRY_* environment and ``order.working_dir``.
-    On timeout, or when ``kill`` is set, the process group gets SIGTERM and, after
-    ``order.kill_grace_seconds``, SIGKILL. A command that cannot be started ends as
+    Waits until ``order.start_at``. An order with ``http`` makes that request
+    (``http_executor.run_http``). Otherwise a string command runs under ``/bin/sh -c``, a
+    list as argv, with stdin from /dev/null, the BELFRY_* environment and
+    ``order.working_dir``; with ``order.run_as``, as that user (``run_as``). On timeout, or
+    when ``kill`` is set, the process tree gets SIGTERM and, unless all of it has exited
+    within ``order.kill_grace_seconds``, SIGKILL. A run that cannot be started ends as
     ``failed`` with the error in its output; it never raises. Exceptions from ``reporter``
-    propagate (after the process group is killed), as does cancellation.
+    propagate (after the process tree is killed), as does cancellation.
+
+    ``tracker`` follows the process trees; an agent should share one among its runs (it
+    scans all of the host's processes once per interval). Without one, the run gets its own.
     """
-    loop = asyncio.get_running_loop()
     try:
         scanner = FailureScanner(order.failure_pattern)
     except ValueError as error:
         scanner = FailureScanner(None)
-        output = _OutputBuffer(order.run_id, OutputLimiter(0, 0), scanner, flush_interval)
+        output = RunOutput(order.run_id, OutputLimiter(0, 0), scanner, flush_interval)
         return await _end_unstarted(order, reporter, output, spawn_error=str(error))
-    output = _OutputBuffer(
+    output = RunOutput(
         order.run_id,
         OutputLimiter(output_head_bytes, output_tail_bytes),
         scanner,
@@ -72,13 +83,41 @@ async def execute(
 
     if not await _wait_for_start(order.start_at, kill):
         return await _end_unstarted(order, reporter, output, killed=True)
+    if order.http is not None:
+        return await run_http(order, order.http, reporter, kill, output, host=host)
+    return await _run_command(order, reporter, kill, output, host, tracker or ProcessTracker())
 
+
+async def _run_command(
+    order: RunOrder,
+    reporter: RunReporter,
+    kill: asyncio.Event,
+    output: RunOutput,
+    host: str,
+    tracker: ProcessTracker,
+) -> Outcome:
+    loop = asyncio.get_running_loop()
+    if order.command is None:
+        error = "the order has neither a command nor an http request"
+        return await _end_unstarted(order, reporter, output, spawn_error=error)
     if isinstance(order.command, str):
         argv = ["/bin/sh", "-c", order.command]
     else:
         argv = list(order.command)
     if not argv:
         return await _end_unstarted(order, reporter, output, spawn_error="empty command")
+    env = {**os.environ, **order.process_environment()}
+    cwd = order.working_dir
+    switch_user: dict[str, Any] = {}
+    if order.run_as is not None:
+        try:
+            user = resolve_run_as(order.run_as)
+        except ValueError as error:
+            return await _end_unstarted(order, reporter, output, spawn_error=str(error))
+        env = {**user.environment(os.environ), **order.process_environment()}
+        cwd = cwd or user.default_working_dir()
+        # The child sets its groups, then its gid, then its uid, before exec.
+        switch_user = user.spawn_options()
     try:
         transport, protocol = await loop.subprocess_exec(
             lambda: _RunProtocol(output),
@@ -86,15 +125,17 @@ async def execute(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, **order.process_environment()},
-            cwd=order.working_dir,
+            env=env,
+            cwd=cwd,
             start_new_session=True,
+            **switch_user,
         )
     except (OSError, ValueError, TypeError, subprocess.SubprocessError) as error:
         return await _end_unstarted(order, reporter, output, spawn_error=str(error))
 
     # start_new_session makes the child a session and process group leader: pgid == pid.
     pid = transport.get_pid()
+    tree = tracker.track(pid)
     pump: asyncio.Task[None] | None = None
     kill_wait: asyncio.Task[bool] | None = None
     ended = False
@@ -109,21 +150,27 @@ async def execute(
             killed = kill_wait.done()
             timed_out = not killed
             why = "kill requested" if killed else f"timed out after {timeout:g}s"
-            output.note(f"{why}: sending SIGTERM to the process group\n")
-            _signal_group(pid, signal.SIGTERM)
+            output.note(f"{why}: sending SIGTERM to the process tree\n")
+            _signal_tree(tree, signal.SIGTERM)
             grace = order.kill_grace_seconds
-            if not await _wait_exit(protocol, pump, grace):
+            deadline = loop.time() + grace
+            # The grace is the whole tree's, not only the main process's: a descendant
+            # still cleaning up after the main process exited is given the rest of it.
+            if not (
+                await _wait_exit(protocol, pump, grace)
+                and await _wait_tree_gone(tree, pump, deadline)
+            ):
                 output.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL\n")
-                _signal_group(pid, signal.SIGKILL)
+                _signal_tree(tree, signal.SIGKILL)
                 await _wait_exit(protocol, pump, None)
 
-        # The main process is gone; nothing else of its group may outlive the run.
-        _signal_group(pid, signal.SIGKILL)
+        # The main process is gone; nothing else of its tree may outlive the run.
+        _signal_tree(tree, signal.SIGKILL)
         if not protocol.pipes_closed.done():
             await asyncio.wait((protocol.pipes_closed,), timeout=_PIPE_DRAIN_SECONDS)
             if not protocol.pipes_closed.done():
                 output.note(
-                    "stopped reading output: a process outside the run's process group "
+                    "stopped reading output: a process outside the run's process tree "
                     "still holds its stdout or stderr\n"
                 )
         protocol.detach()
@@ -146,12 +193,13 @@ async def execute(
             kill_wait.cancel()
         if not ended:
             # A reporter failure or cancellation: the run must not go on unwatched.
-            _signal_group(pid, signal.SIGKILL)
+            _signal_tree(tree, signal.SIGKILL)
             if not protocol.exited.done():
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait((protocol.exited,), timeout=_REAP_SECONDS)
             protocol.detach()
             transport.close()
+        tree.close()
         if pump is not None and not pump.done():
             pump.cancel()
 
@@ -194,21 +242,47 @@ async def _wait_exit(
         waits.add(kill_wait)
     done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if pump in done:
-        pump.result()  # raises the reporter's exception
-        raise RuntimeError("output pump stopped before the run ended")
+        _raise_pump_error(pump)
     return protocol.exited.done()
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    # ESRCH: the group is already empty. EPERM: some systems answer so for a group of zombies.
+async def _wait_tree_gone(tree: ProcessTree, pump: asyncio.Task[None], deadline: float) -> bool:
+    """Wait until every remembered process of ``tree`` has exited, or the loop's clock
+    reaches ``deadline``; True if they all did."""
+    loop = asyncio.get_running_loop()
+    while tree.prune():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        done, _ = await asyncio.wait((pump,), timeout=min(_TREE_POLL_SECONDS, remaining))
+        if done:
+            _raise_pump_error(pump)
+    return True
+
+
+def _raise_pump_error(pump: asyncio.Task[None]) -> None:
+    pump.result()  # raises the reporter's exception
+    raise RuntimeError("output pump stopped before the run ended")
+
+
+def _signal_tree(tree: ProcessTree, sig: signal.Signals) -> None:
+    """Signal the run's tree and its process group (pgid == the main process's pid)."""
+    # The tree first: its scan must see the main process alive, as children of a dead
+    # process are re-parented and could no longer be told apart as the run's.
+    if sig == signal.SIGKILL:
+        tree.kill()
+    else:
+        tree.signal(sig)
+    # The group catches members born since the scan. ESRCH: the group is already empty.
+    # EPERM: some systems answer so for a group of zombies.
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+        os.killpg(tree.root, sig)
 
 
 async def _end_unstarted(
     order: RunOrder,
     reporter: RunReporter,
-    output: _OutputBuffer,
+    output: RunOutput,
     *,
     spawn_error: str | None = None,
     killed: bool = False,
@@ -232,96 +306,10 @@ async def _end_unstarted(
     return outcome
 
 
-class _OutputBuffer:
-    """A run's output between flushes: scanned, capped, then sent in numbered batches."""
-
-    def __init__(
-        self,
-        run_id: int,
-        limiter: OutputLimiter,
-        scanner: FailureScanner,
-        flush_interval: float,
-    ) -> None:
-        self._run_id = run_id
-        self._limiter = limiter
-        self._scanner = scanner
-        self._interval = flush_interval
-        self._loop = asyncio.get_running_loop()
-        self._pending: list[tuple[str, str, datetime]] = []
-        self._pending_chars = 0
-        self._seq = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._wake = asyncio.Event()
-        self._closed = False
-
-    def write(self, stream: str, text: str) -> None:
-        """Output of the process: all of it is scanned, only what the limiter keeps is sent."""
-        if self._scanner.active:
-            self._scanner.feed(text, stream)
-        for piece in self._limiter.feed(stream, text):
-            self._add(piece.stream, piece.data)
-
-    def note(self, text: str) -> None:
-        """A message from the executor itself; always stored (there are only a few)."""
-        self._add(MARKER_STREAM, text)
-
-    def finish(self) -> str | None:
-        """No more output: queue the limiter's marker and tail, close the batches, and
-        return the first line matching the failure pattern."""
-        for piece in self._limiter.finish():
-            self._add(piece.stream, piece.data)
-        self._closed = True
-        self._wake.set()
-        return self._scanner.finish()
-
-    def _add(self, stream: str, text: str) -> None:
-        self._pending.append((stream, text, datetime.now(UTC)))
-        self._pending_chars += len(text)
-        if self._pending_chars >= _FLUSH_CHARS:
-            self._wake.set()
-        elif self._timer is None:
-            # Batch: the first waiting piece sets the deadline for the whole batch.
-            self._timer = self._loop.call_later(self._interval, self._wake.set)
-
-    def take(self) -> list[OutputChunk]:
-        """The waiting pieces as chunks with the next seq numbers; adjacent pieces of one
-        stream are merged up to the batch size."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        groups: list[tuple[str, list[str], datetime]] = []
-        size = 0
-        for stream, text, at in self._pending:
-            if groups and groups[-1][0] == stream and size + len(text) <= _FLUSH_CHARS:
-                groups[-1][1].append(text)
-                size += len(text)
-            else:
-                groups.append((stream, [text], at))
-                size = len(text)
-        self._pending = []
-        self._pending_chars = 0
-        chunks = []
-        for stream, texts, at in groups:
-            chunks.append(OutputChunk(self._run_id, self._seq, stream, "".join(texts), at))
-            self._seq += 1
-        return chunks
-
-    async def pump(self, reporter: RunReporter) -> None:
-        """Send batches as they become due, until ``finish`` and all is sent."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            chunks = self.take()
-            if chunks:
-                await reporter.output(chunks)
-            if self._closed and not self._pending:
-                return
-
-
 class _RunProtocol(asyncio.SubprocessProtocol):
     """Decodes the process's pipes into the output buffer and signals exit and EOF."""
 
-    def __init__(self, output: _OutputBuffer) -> None:
+    def __init__(self, output: RunOutput) -> None:
         loop = asyncio.get_running_loop()
         self._output = output
         # Incremental, so a character split across two reads is decoded whole.
