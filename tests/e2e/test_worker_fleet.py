@@ -27,6 +27,18 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _running_sleep(seconds: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[-1].split()[0] != "Z":
+                    return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 @dataclass
 class Worker:
     name: str
@@ -143,6 +155,7 @@ def test_a_killed_worker_loses_its_run_and_the_job_decides(
     fleet: Fleet, tmp_path: Path, policy: str
 ) -> None:
     marker = tmp_path / "attempts"
+    nap = f"8.{os.getpid()}{len(policy)}"  # a sleep this test can find among processes
     first = fleet.start("first", "a")
     fleet.belfry.apply(
         tmp_path,
@@ -152,7 +165,7 @@ def test_a_killed_worker_loses_its_run_and_the_job_decides(
             schedule: "0 0 1 1 *"
             pool: a
             on_worker_lost: {policy}
-            command: echo "$BELFRY_ATTEMPT $BELFRY_OCCURRENCE" >> {marker}; sleep 8; echo done
+            command: echo "$BELFRY_ATTEMPT $BELFRY_OCCURRENCE" >> {marker}; sleep {nap}; echo done
         """,
     )
     fleet.belfry.cli("run", "default/long")
@@ -160,6 +173,8 @@ def test_a_killed_worker_loses_its_run_and_the_job_decides(
         lambda: fleet.belfry.runs("default/long", "running"), what="the run to start"
     )
     first.stop(signal.SIGKILL)
+    # The worker's guardian kills what the dead worker ran: no twin for a retry.
+    fleet.belfry.wait_for(lambda: not _running_sleep(nap), timeout=5, what="the orphan killed")
     second = fleet.start("second", "a")
     lost = fleet.belfry.wait_for(
         lambda: fleet.belfry.runs("default/long", "lost"), timeout=40, what="the run lost"

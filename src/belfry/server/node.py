@@ -25,6 +25,7 @@ from belfry.services.scheduler import Scheduler
 from belfry.services.tokens import TokenService
 from belfry.services.workers import WorkerGone, WorkerService
 from belfry.worker.agent import Agent
+from belfry.worker.guardian import Guardian
 
 __all__ = ["Node"]
 
@@ -43,6 +44,7 @@ class Node:
     workers: WorkerService
     agent: Agent | None
     embedded_name: str | None = None
+    guardian: Guardian | None = None
     first_admin_token: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
@@ -63,6 +65,7 @@ class Node:
         tokens = TokenService(store, clock)
         workers = WorkerService(store, clock, runs, version=__version__)
         agent = None
+        guardian = None
         embedded_name = None
         if settings.embedded_worker:
             host = socket.gethostname()
@@ -71,7 +74,10 @@ class Node:
                 name=embedded_name, host=host, pools=tuple(settings.worker_pools)
             )
             link = EmbeddedLink(runs, identity)
-            agent = Agent(link, link, host=host, slots=settings.worker_slots)
+            # Kills the runs' process trees should this server die without stopping them.
+            guardian = Guardian()
+            guardian.start()
+            agent = Agent(link, link, host=host, slots=settings.worker_slots, guardian=guardian)
         node = cls(
             settings,
             store,
@@ -83,6 +89,7 @@ class Node:
             workers,
             agent,
             embedded_name=embedded_name,
+            guardian=guardian,
             _lock_fd=lock_fd,
         )
         if embedded_name is not None:
@@ -157,6 +164,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.guardian is not None:
+            self.guardian.stop()  # the agent's runs were stopped with its task
         await self.store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)

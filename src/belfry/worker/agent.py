@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from belfry.core.execution import RunOrder
 from belfry.core.protocol import WorkerCapacity
 from belfry.worker.executor import execute
-from belfry.worker.process_tree import ProcessTracker
+from belfry.worker.process_tree import ProcessTracker, TreeWatcher
 from belfry.worker.reporting import RunReporter
 from belfry.worker.source import RunSource
 
@@ -40,6 +40,7 @@ class Agent:
         cpu: float | None = None,
         memory_mb: int | None = None,
         poll_wait: float = 30.0,
+        guardian: TreeWatcher | None = None,
     ) -> None:
         self._source = source
         self._reporter = reporter
@@ -50,7 +51,7 @@ class Agent:
         self._slot_freed = asyncio.Event()
         self._draining = False
         # One scan of the host's processes serves every run's tree (not one scan per run).
-        self._tracker = ProcessTracker()
+        self._tracker = ProcessTracker(guardian=guardian)
 
     @property
     def running(self) -> int:

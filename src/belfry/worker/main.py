@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from belfry import __version__
 from belfry.core.protocol import PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.worker.agent import Agent
+from belfry.worker.guardian import Guardian
 from belfry.worker.http_link import FatalWorkerError, HttpLink
 
 __all__ = ["WorkerConfig", "run_worker"]
@@ -63,8 +64,17 @@ async def run_worker(config: WorkerConfig) -> None:
     link = HttpLink(
         config.servers, config.token, hello, running=running, draining=draining, kill=kill
     )
+    # Kills the runs' process trees if this process dies without stopping them.
+    guardian = Guardian()
+    guardian.start()
     agent = Agent(
-        link, link, host=host, slots=config.slots, cpu=config.cpu, memory_mb=config.memory_mb
+        link,
+        link,
+        host=host,
+        slots=config.slots,
+        cpu=config.cpu,
+        memory_mb=config.memory_mb,
+        guardian=guardian,
     )
     stop = asyncio.Event()
     signals = 0
@@ -113,3 +123,4 @@ async def run_worker(config: WorkerConfig) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
         await link.close()
+        guardian.stop()

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -241,21 +242,33 @@ class ProcessTree:
         self._tracker.forget(self)
 
 
+class TreeWatcher(Protocol):
+    """Who else wants to know each run's tree (the guardian)."""
+
+    def tree(self, root: int, members: dict[int, float]) -> None: ...
+
+    def done(self, root: int) -> None: ...
+
+
 class ProcessTracker:
     """Scans the host's processes every ``interval`` seconds while any tree is tracked.
 
     Share one per agent: the scan (in a worker thread) serves every tracked tree.
     """
 
-    def __init__(self, interval: float = 0.15) -> None:
+    def __init__(self, interval: float = 0.15, guardian: TreeWatcher | None = None) -> None:
         self._interval = interval
         self._trees: set[ProcessTree] = set()
         self._task: asyncio.Task[None] | None = None
+        # Told every tree as it changes, to kill them if this process dies.
+        self._guardian = guardian
+        self._told: dict[int, dict[int, float]] = {}
 
     def track(self, root: int) -> ProcessTree:
         """Start following ``root``'s tree; call on the event loop, right after spawning."""
         tree = ProcessTree(self, root)
         self._trees.add(tree)
+        self._tell(tree)
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._scan_while_tracking(), name="process-tracker")
@@ -264,6 +277,8 @@ class ProcessTracker:
     def forget(self, tree: ProcessTree) -> None:
         """Stop following ``tree`` (the scanning stops with the last one)."""
         self._trees.discard(tree)
+        if self._guardian is not None and self._told.pop(tree.root, None) is not None:
+            self._guardian.done(tree.root)
         if not self._trees and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -274,3 +289,12 @@ class ProcessTracker:
             table = await asyncio.to_thread(ProcessTable.read)
             for tree in list(self._trees):
                 tree.update(table)
+                self._tell(tree)
+
+    def _tell(self, tree: ProcessTree) -> None:
+        if self._guardian is None:
+            return
+        members = tree.members
+        if self._told.get(tree.root) != members:
+            self._told[tree.root] = members
+            self._guardian.tree(tree.root, members)
