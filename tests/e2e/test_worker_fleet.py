@@ -328,3 +328,69 @@ def test_worker_fails_over_between_servers(pg_url: str, tmp_path: Path) -> None:
         crew.close()
         first.stop()
         second.stop()
+
+
+def test_kill_reaches_a_remote_run_and_its_escaped_grandchildren(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    nap = f"600.{os.getpid()}1"
+    fleet.start("killer", "a")
+    fleet.belfry.apply(
+        tmp_path,
+        f"""
+        jobs:
+          - name: stubborn
+            schedule: "0 0 1 1 *"
+            pool: a
+            command: setsid sleep {nap} & sleep {nap}
+        """,
+    )
+    run = fleet.belfry.cli_json("run", "default/stubborn")
+    fleet.belfry.wait_for(lambda: _running_sleep(nap), what="the processes to start")
+    fleet.belfry.wait_for(lambda: fleet.belfry.runs("default/stubborn", "running"), what="running")
+    asked = time.monotonic()
+    assert fleet.belfry.cli("kill", str(run["id"])).returncode == 0
+    fleet.belfry.wait_for(lambda: not _running_sleep(nap), timeout=10, what="the tree killed")
+    print(f"remote tree killed {time.monotonic() - asked:.2f}s after the request")
+    done = fleet.belfry.wait_for(
+        lambda: fleet.belfry.runs("default/stubborn", "killed"), what="recorded as killed"
+    )
+    assert done[0]["id"] == run["id"]
+
+
+def test_a_worker_cut_off_past_its_lease_kills_its_runs(sqlite_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = start_server(home, sqlite_url, "--no-worker")
+    crew = Fleet(server, sqlite_url, tmp_path)
+    nap = f"300.{os.getpid()}2"
+    try:
+        crew.start("islander", "a")
+        server.apply(
+            tmp_path,
+            f"""
+            jobs:
+              - {{name: long, schedule: "0 0 1 1 *", pool: a, command: "sleep {nap}"}}
+            """,
+        )
+        server.cli("run", "default/long")
+        server.wait_for(lambda: _running_sleep(nap), what="the run to start")
+        port = int(server.url.rsplit(":", 1)[1])
+        server.stop()
+        cut_off = time.monotonic()
+        # The lease is 10 s: within it the run goes on, past it the worker kills it.
+        time.sleep(6)
+        assert _running_sleep(nap), "killed before the lease ran out"
+        deadline = cut_off + 20
+        while _running_sleep(nap) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running_sleep(nap), "the run outlived the worker's lease"
+        print(f"killed {time.monotonic() - cut_off:.1f}s after the server went away")
+        server = start_server(home, sqlite_url, "--no-worker", port=port)
+        crew.belfry = server
+        ended = server.wait_for(
+            lambda: server.runs("default/long", "lost", "killed"), timeout=40, what="the ending"
+        )
+        assert ended and not server.runs("default/long", "succeeded", "running")
+    finally:
+        crew.close()
+        server.stop()
