@@ -43,36 +43,54 @@ def _exit_code_of(run: dict[str, Any]) -> int:
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
+def _started(run: dict[str, Any]) -> str:
+    where = f" on worker {run['target']}" if run.get("target") else ""
+    if run["state"] == RunState.SKIPPED:
+        return f"run {run['id']} of {run['job']} skipped: {run['reason']}"
+    return f"started run {run['id']} of {run['job']}{where}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         job: JobArg,
         wait: Annotated[
-            bool, typer.Option("--wait", help="Stream the output; exit with the run's code.")
+            bool,
+            typer.Option(
+                "--wait",
+                help="Stream the output; exit with the run's code. A job with target: all "
+                "runs once per worker: each run's output in turn, the first failing code.",
+            ),
         ] = False,
         server: Server = None,
         token: Token = None,
         output: Output = OutputFormat.TABLE,
     ) -> None:
-        """Trigger a run now."""
+        """Trigger a run now (with target: all, one run per live worker of the job)."""
         client = connect(server, token, timeout=60)
         started = client.post(job_path(job) + "/run")
+        made: list[dict[str, Any]] = started.get("runs") or [started]
         if not wait:
             if output is OutputFormat.JSON:
                 print_json(started)
             else:
-                print(f"started run {started['id']} of {started['job']}")
+                for run in made:
+                    print(_started(run))
+            # Nothing started (target: all with no live worker) is no success.
+            if all(run["state"] == RunState.SKIPPED for run in made):
+                raise typer.Exit(1)
             return
-        final = follow(client, started["id"], live=True)
+        finals = [follow(client, run["id"], live=True) for run in made]
         if output is OutputFormat.JSON:
-            print_json(final)
-        elif final["state"] != RunState.SUCCEEDED:
-            print(
-                f"belfry: run {final['id']} {final['state']}"
-                + (f": {final['reason']}" if final["reason"] else ""),
-                file=sys.stderr,
-            )
-        raise typer.Exit(_exit_code_of(final))
+            print_json(finals[0] if len(finals) == 1 else finals)
+        for final in finals:
+            if output is not OutputFormat.JSON and final["state"] != RunState.SUCCEEDED:
+                print(
+                    f"belfry: run {final['id']} {final['state']}"
+                    + (f": {final['reason']}" if final["reason"] else ""),
+                    file=sys.stderr,
+                )
+        raise typer.Exit(next((code for f in finals if (code := _exit_code_of(f))), 0))
 
     @app.command()
     def runs(

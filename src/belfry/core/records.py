@@ -86,6 +86,9 @@ class NewRun:
     not_before: datetime | None = None
     # For a retry: the run whose ending it follows (inserted only if that ending applies).
     retry_of: int | None = None
+    # The worker this run is for (``target: all``), part of the occurrence key; '' for
+    # any worker that can run the job.
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class RunRecord:
     reason: str | None
     not_before: datetime
     exit_code: int | None
+    # The only worker that may take it (``target: all``); None: any worker that can.
+    target: str | None
     worker: str | None
     host: str | None
     pid: int | None

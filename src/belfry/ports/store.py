@@ -86,8 +86,8 @@ class Store(Protocol):
     async def advance_jobs(self, advances: Sequence[JobAdvance], now: datetime) -> int:
         """For each advance whose job's cursor still equals ``expected_cursor``: move the
         cursor and insert its runs, each with a creation event by the scheduler. An
-        occurrence key ``(job_id, scheduled_for, attempt)`` that already exists is left
-        as it is (never a second run). Returns the number of advances applied.
+        occurrence key ``(job_id, scheduled_for, attempt, target)`` that already exists is
+        left as it is (never a second run). Returns the number of advances applied.
         """
         ...
 
@@ -111,8 +111,12 @@ class Store(Protocol):
         """Runs, newest (highest id) first; filters combine with AND."""
         ...
 
-    async def due_runs(self, until: datetime, limit: int) -> list[RunRecord]:
-        """Scheduled runs whose ``not_before`` is at or before ``until``, earliest first."""
+    async def due_runs(
+        self, until: datetime, limit: int, for_worker: str | None = None
+    ) -> list[RunRecord]:
+        """Scheduled runs whose ``not_before`` is at or before ``until``, earliest first;
+        with ``for_worker``, only those without a target or targeted at that worker (runs
+        waiting for other workers never crowd its claims out of ``limit``)."""
         ...
 
     async def next_run_due(self) -> datetime | None:

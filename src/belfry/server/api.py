@@ -35,6 +35,7 @@ from belfry.server.schemas import (
     PauseRequest,
     RunDetail,
     RunOut,
+    TriggerOut,
     WorkerOut,
 )
 from belfry.server.worker_api import worker_router
@@ -198,10 +199,14 @@ def _router() -> APIRouter:
         except CalendarInUse as error:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
 
-    @api.post("/jobs/{group}/{name}/run", response_model=RunOut, status_code=201)
-    async def run_now(node: NodeDep, group: str, name: str) -> RunOut:
+    @api.post("/jobs/{group}/{name}/run", response_model=TriggerOut, status_code=201)
+    async def run_now(node: NodeDep, group: str, name: str) -> TriggerOut:
         job = await _job(node, group, name)
-        return RunOut.of(await node.runs.trigger(job))
+        made = await node.runs.trigger(job)
+        if not made:
+            # Another trigger of this job took the very same microsecond.
+            raise HTTPException(status.HTTP_409_CONFLICT, "triggered twice at once; try again")
+        return TriggerOut.of_runs(made)
 
     @api.post("/jobs/{group}/{name}/pause", response_model=JobSummary)
     async def pause(

@@ -36,6 +36,7 @@ __all__ = [
     "PauseRequest",
     "RunDetail",
     "RunOut",
+    "TriggerOut",
     "WorkerOut",
 ]
 
@@ -54,6 +55,8 @@ class RunOut(BaseModel):
     host: str | None
     trigger: str
     pid: int | None
+    # The only worker this run is for (a job with ``target: all``); null: any worker.
+    target: str | None
 
     @classmethod
     def of(cls, run: RunRecord) -> RunOut:
@@ -71,7 +74,20 @@ class RunOut(BaseModel):
             host=run.host,
             trigger=run.trigger.value,
             pid=run.pid,
+            target=run.target,
         )
+
+
+class TriggerOut(RunOut):
+    """A manual trigger: its first run, and in ``runs`` every run it made (one per worker
+    for a job with ``target: all``)."""
+
+    runs: list[RunOut]
+
+    @classmethod
+    def of_runs(cls, runs: list[RunRecord]) -> TriggerOut:
+        every = [RunOut.of(run) for run in runs]
+        return cls(**every[0].model_dump(), runs=every)
 
 
 class EventOut(BaseModel):

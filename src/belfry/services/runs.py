@@ -22,6 +22,7 @@ from belfry.core.states import ACTIVE_STATES, Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.services.batching import GroupCommit
+from belfry.services.placement import WorkerIdentity, fan_out, wants_workers
 from belfry.services.wakeups import RunWatchers, Wakeup
 
 __all__ = ["PREPARE_AHEAD", "FreeCapacity", "RunService", "WorkerIdentity"]
@@ -37,23 +38,6 @@ REPORT_LINGER = 0.02
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.LOST})
-
-
-@dataclass(frozen=True)
-class WorkerIdentity:
-    """Who claims runs: a worker's name and host, and which jobs it may run (those of its
-    pools whose tags it carries)."""
-
-    name: str
-    host: str
-    pools: tuple[str, ...] = ("default",)
-    tags: tuple[tuple[str, str], ...] = ()
-
-    def can_run(self, job: JobRecord) -> bool:
-        tags = dict(self.tags)
-        return job.spec.pool in self.pools and all(
-            tags.get(key) == value for key, value in job.spec.tags.items()
-        )
 
 
 @dataclass
@@ -122,14 +106,18 @@ class RunService:
         self._finished = GroupCommit[_Finished](self._write_finished, linger=REPORT_LINGER)
 
     # -- triggers and kills -----------------------------------------------------------------
-    async def trigger(self, job: JobRecord) -> RunRecord:
-        """Start a run of ``job`` now, outside its schedule (``belfry run``)."""
+    async def trigger(self, job: JobRecord) -> list[RunRecord]:
+        """Start ``job`` now, outside its schedule (``belfry run``): one run, or with
+        ``target: all`` one run per live worker that can run it (one skipped run, saying
+        why, when there is none). Returns the runs made, in id order."""
         now = self._clock.now()
-        created = await self._store.create_runs(
-            [NewRun(job.id, now, trigger=Trigger.MANUAL, not_before=now)], Actor.USER, now
+        workers = await self._store.list_workers() if wants_workers(job) else []
+        wanted = fan_out(
+            job, [NewRun(job.id, now, trigger=Trigger.MANUAL, not_before=now)], workers, now
         )
+        created = await self._store.create_runs(wanted, Actor.USER, now)
         self.new_work.ring()
-        return created[0]
+        return created
 
     async def kill(self, run_id: int) -> RunRecord | None:
         """Kill a run: a waiting one ends at once, an active one is signalled to its worker.
@@ -182,14 +170,21 @@ class RunService:
     async def claim(self, worker: WorkerIdentity, free: FreeCapacity | int | None) -> Assignment:
         """Runs for ``worker`` to start, within its ``free`` capacity (a number is free
         slots), and runs it must kill. Only runs of jobs it can run (pool and tags) and
-        whose declared resources fit are handed to it."""
+        whose declared resources fit are handed to it; a run with a target (``target:
+        all``) only to the worker of that name.
+
+        Overlap is judged per target: a run for any worker against every active run of
+        its job, a run targeted at a worker against the job's active runs on that worker.
+        """
         if not isinstance(free, FreeCapacity):
             free = FreeCapacity(slots=free)
         kills = self.take_kills(worker.name)
         if free.slots == 0:
             return Assignment(kills=kills)
         now = self._clock.now()
-        due = await self._store.due_runs(now + self._claim_lead, self._claim_batch)
+        due = await self._store.due_runs(
+            now + self._claim_lead, self._claim_batch, for_worker=worker.name
+        )
         if not due:
             return Assignment(kills=kills)
         jobs = await self._store.get_jobs(sorted({run.job_id for run in due}))
@@ -199,14 +194,19 @@ class RunService:
         active_runs = (
             await self._store.runs_in_states(sorted(ACTIVE_STATES), guarded) if guarded else []
         )
-        active = Counter(run.job_id for run in active_runs)
-        waiting: Counter[int] = Counter()
+        # Active runs by (job, None): on any worker, and by (job, worker): on that worker.
+        active: Counter[tuple[int, str | None]] = Counter()
+        for held in active_runs:
+            active.update(_overlap_keys(held.job_id, held.worker))
+        waiting: Counter[tuple[int, str | None]] = Counter()
         changes: list[Transition] = []
         replace: list[int] = []
         for run in due:
             job = jobs.get(run.job_id)
             if job is None or not worker.can_run(job):
                 continue
+            if run.target is not None and run.target != worker.name:
+                continue  # another worker's run of a target-all job
             if free.slots is not None and free.slots < 1:
                 break
             manual = run.trigger is Trigger.MANUAL
@@ -217,24 +217,29 @@ class RunService:
             if policy is not OverlapPolicy.ALLOW and not manual:
                 if run.not_before > now:
                     continue  # decided at its instant, when overlap has its true answer
+                key = (job.id, run.target)
                 decision = decide_overlap(
                     policy,
-                    active=active[job.id],
-                    waiting_ahead=waiting[job.id],
+                    active=active[key],
+                    waiting_ahead=waiting[key],
                     queue_max=job.spec.queue_max,
                 )
                 if decision.verdict is OverlapVerdict.SKIP:
                     changes.append(self._skip(run, decision.reason))
                     continue
                 if decision.verdict is OverlapVerdict.WAIT:
-                    waiting[job.id] += 1
+                    waiting[key] += 1
                     continue
                 if decision.verdict is OverlapVerdict.REPLACE:
-                    replace += [a.id for a in active_runs if a.job_id == job.id]
+                    replace += [
+                        a.id
+                        for a in active_runs
+                        if a.job_id == job.id and run.target in (None, a.worker)
+                    ]
             if not free.fits(job):
                 continue  # another worker may have room; this one waits for a finish
             free.take(job)
-            active[job.id] += 1
+            active.update(_overlap_keys(job.id, worker.name))
             changes.append(
                 Transition(
                     run.id,
@@ -379,6 +384,8 @@ class RunService:
             trigger=Trigger.RETRY,
             not_before=now + delay,
             retry_of=run.id,
+            # A targeted run's retry is for the same worker (and waits for it).
+            target=run.target or "",
         )
 
     # -- recovery ---------------------------------------------------------------------------
@@ -424,6 +431,11 @@ class RunService:
         if retries:
             self.new_work.ring()
         return len(changed)
+
+
+def _overlap_keys(job_id: int, worker: str | None) -> list[tuple[int, str | None]]:
+    """What an active run of ``job_id`` held by ``worker`` counts against, for overlap."""
+    return [(job_id, None)] if worker is None else [(job_id, None), (job_id, worker)]
 
 
 def _order(run: RunRecord, job: JobRecord) -> RunOrder:

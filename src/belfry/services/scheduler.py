@@ -5,6 +5,8 @@ the jobs whose cursor is due (an index on the cursor), plans their occurrences w
 pure policies of ``belfry.core``, and moves each cursor with a compare-and-set that inserts
 the runs in the same transaction; the occurrence key makes a second run impossible even if
 two schedulers race. Between passes it sleeps until the next cursor, or until woken.
+An occurrence of a ``target: all`` job becomes one run per live worker that can run it
+(``belfry.services.placement``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from datetime import datetime, timedelta
 
 from belfry.core.calendars import Calendar, CalendarError, compile_calendars
 from belfry.core.policies import jitter_offset, job_gate, plan_occurrences
-from belfry.core.records import CalendarRecord, JobAdvance, JobRecord, NewRun
+from belfry.core.records import CalendarRecord, JobAdvance, JobRecord, NewRun, WorkerRecord
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.placement import fan_out, wants_workers
 from belfry.services.runs import PREPARE_AHEAD
 from belfry.services.wakeups import Wakeup
 
@@ -78,7 +81,11 @@ class Scheduler:
                 calendars: dict[str, Calendar] = {}
                 if any(job.spec.exclude or job.spec.only for job in jobs):
                     calendars = self._compiled(await self._store.list_calendars())
-                advances = [self._advance(job, now, calendars) for job in jobs]
+                # target: all makes a run per live worker: read them once per pass.
+                workers: list[WorkerRecord] = []
+                if any(wants_workers(job) for job in jobs):
+                    workers = await self._store.list_workers()
+                advances = [self._advance(job, now, calendars, workers) for job in jobs]
                 await self._store.advance_jobs(advances, now)
                 if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
                     self._on_runs_created()
@@ -113,7 +120,13 @@ class Scheduler:
             self._calendar_source = source
         return self._calendars
 
-    def _advance(self, job: JobRecord, now: datetime, calendars: dict[str, Calendar]) -> JobAdvance:
+    def _advance(
+        self,
+        job: JobRecord,
+        now: datetime,
+        calendars: dict[str, Calendar],
+        workers: list[WorkerRecord],
+    ) -> JobAdvance:
         assert job.next_fire_at is not None  # due_jobs only returns jobs with a cursor
         spec = job.spec
         gate, hold = job_gate(spec, calendars)
@@ -151,6 +164,8 @@ class Scheduler:
             for skip in plan.skip
         ]
         runs.sort(key=lambda run: run.scheduled_for)
+        # A skip stays one record per occurrence; a run to start may be one per worker.
+        runs = fan_out(job, runs, workers, now)
         return JobAdvance(job.id, job.next_fire_at, plan.next_cursor, runs)
 
     @staticmethod

@@ -22,11 +22,12 @@ from belfry.core.protocol import (
     Hello,
     Reports,
 )
-from belfry.core.records import OutputChunk, RunRecord, WorkerRecord
+from belfry.core.records import JobRecord, OutputChunk, RunRecord, WorkerRecord
 from belfry.core.states import ACTIVE_STATES, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
-from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
+from belfry.services.placement import describe_placement, identity_of
+from belfry.services.runs import FreeCapacity, RunService
 
 __all__ = [
     "ProtocolMismatch",
@@ -58,15 +59,6 @@ class HelloResult:
     worker: WorkerRecord
     # Runs the worker says it holds that are no longer its own: it must kill them.
     kills: list[int]
-
-
-def identity_of(worker: WorkerRecord) -> WorkerIdentity:
-    return WorkerIdentity(
-        name=worker.name,
-        host=worker.host,
-        pools=tuple(worker.pools),
-        tags=tuple(sorted(worker.tags.items())),
-    )
 
 
 class WorkerService:
@@ -240,21 +232,39 @@ class WorkerService:
         if not waiting:
             return
         jobs = await self._store.get_jobs(sorted({run.job_id for run in waiting}))
+        by_name = {w.name: w for w in live}
         by_reason: dict[str, list[RunRecord]] = {}
         for run in waiting:
             job = jobs.get(run.job_id)
             if job is None:
                 continue
-            takers = [w for w in live if identity_of(w).can_run(job)]
-            pool = job.spec.pool
-            tags = "".join(f", tag {k}={v}" for k, v in sorted(job.spec.tags.items()))
-            if not takers:
-                reason = f"waiting: no live worker in pool {pool}{tags}"
-            elif all(w.state == "draining" for w in takers):
-                reason = f"waiting: every worker of pool {pool}{tags} is draining"
+            if run.target is not None:
+                reason = _why_target_waits(job, run.target, by_name.get(run.target))
             else:
+                reason = _why_any_waits(job, [w for w in live if identity_of(w).can_run(job)])
+            if reason is None:
                 continue  # busy, or queued behind the job's own run: it will start
             if run.reason != reason:
                 by_reason.setdefault(reason, []).append(run)
         for reason, runs in by_reason.items():
             await self._store.note_waiting([run.id for run in runs], reason)
+
+
+def _why_any_waits(job: JobRecord, takers: list[WorkerRecord]) -> str | None:
+    """Why a run any of ``takers`` (the live workers that can run it) may take waits."""
+    if not takers:
+        return f"waiting: no live worker in {describe_placement(job)}"
+    if all(w.state == "draining" for w in takers):
+        return f"waiting: every worker of {describe_placement(job)} is draining"
+    return None
+
+
+def _why_target_waits(job: JobRecord, target: str, worker: WorkerRecord | None) -> str | None:
+    """Why a run for ``target`` (``target: all``) waits; ``worker`` is it, if live."""
+    if worker is None:
+        return f"waiting: worker {target} is not live"
+    if worker.state == "draining":
+        return f"waiting: worker {target} is draining"
+    if not identity_of(worker).can_run(job):
+        return f"waiting: worker {target} is no longer in {describe_placement(job)}"
+    return None

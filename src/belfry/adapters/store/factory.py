@@ -153,6 +153,35 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _upgrade_sqlite(connection: Connection) -> None:
+    """Migrate with foreign keys off, as SQLite's own recipe for rebuilding a table says:
+    dropping the old table of a batch rebuild would otherwise cascade to every row that
+    refers to it. The pragma only takes effect outside a transaction, so it is set on the
+    driver's connection before the migration's transaction begins; the connection is then
+    discarded, so none with foreign keys off ever serves the store."""
+    driver = connection.connection.dbapi_connection
+    assert driver is not None  # checked out for this call
+    try:
+        cursor = driver.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=OFF")
+        finally:
+            cursor.close()
+        with connection.execution_options(**{WRITE_OPTION: True}).begin():
+            schema = connection.exec_driver_sql("PRAGMA schema_version").scalar()
+            _upgrade(connection)
+            # Checked only when a migration ran (it changes the schema): it reads every row.
+            if connection.exec_driver_sql("PRAGMA schema_version").scalar() != schema:
+                orphan = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if orphan is not None:
+                    # Rolled back: nothing of the migration is kept.
+                    raise RuntimeError(
+                        f"migrating would leave a row of {orphan[0]} without its {orphan[2]} row"
+                    )
+    finally:
+        connection.invalidate()
+
+
 async def open_store(url: str) -> SqlStore:
     """Connect to ``url`` (``sqlite:///file.db``, ``postgresql://user@host/db``) and
     migrate its schema to the newest version.
@@ -178,8 +207,12 @@ async def open_store(url: str) -> SqlStore:
     else:
         engine = _postgresql_engine(target)
     try:
-        async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
-            await connection.run_sync(_upgrade)
+        if kind == "sqlite":
+            async with engine.connect() as connection:
+                await connection.run_sync(_upgrade_sqlite)
+        else:
+            async with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+                await connection.run_sync(_upgrade)
     except UNAVAILABLE_ERRORS as error:
         await engine.dispose()
         raise StoreUnavailable.from_error(shown, error) from error

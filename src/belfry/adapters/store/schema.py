@@ -126,6 +126,8 @@ runs = Table(
     Column("job", String(201), nullable=False),  # "group/name", kept for history views
     Column("scheduled_for", UtcDateTime, nullable=False),
     Column("attempt", Integer, nullable=False),
+    # The worker this run is for (``target: all`` makes one run per worker); '' for any.
+    Column("target", String(200), nullable=False, server_default=""),
     Column("trigger", String(16), nullable=False),
     Column("state", String(16), nullable=False),
     Column("reason", Text),
@@ -139,8 +141,9 @@ runs = Table(
     Column("claimed_at", UtcDateTime),
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
-    # The occurrence key: the database, not the scheduler, guarantees one run per attempt.
-    UniqueConstraint("job_id", "scheduled_for", "attempt"),
+    # The occurrence key: the database, not the scheduler, guarantees one run per attempt
+    # (and per target worker, for ``target: all``).
+    UniqueConstraint("job_id", "scheduled_for", "attempt", "target"),
     Index(None, "state", "not_before"),
     Index(None, "job_id", "id"),
     Index(None, "job_id", "state"),

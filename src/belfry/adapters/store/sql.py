@@ -79,7 +79,7 @@ WRITE_OPTION = "belfry_write"
 
 _FINAL = sorted(state.value for state in FINAL_STATES)
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
-_OCCURRENCE = ("job_id", "scheduled_for", "attempt")
+_OCCURRENCE = ("job_id", "scheduled_for", "attempt", "target")
 # Rows per multi-row UPDATE: 6 parameters each stays far below SQLite's 32766 and
 # PostgreSQL's 65535 bind parameter limits.
 _ROWS = 1000
@@ -143,6 +143,7 @@ def _run(row: Row[Any]) -> RunRecord:
         reason=data["reason"] or None,
         not_before=data["not_before"],
         exit_code=data["exit_code"],
+        target=data["target"] or None,
         worker=data["worker"],
         host=data["host"],
         pid=data["pid"],
@@ -301,6 +302,7 @@ class SqlStore:
                     "job": names[run.job_id],
                     "scheduled_for": run.scheduled_for,
                     "attempt": run.attempt,
+                    "target": run.target,
                     "trigger": Trigger(run.trigger).value,
                     "state": run.state.value,
                     "reason": run.reason,
@@ -617,13 +619,17 @@ class SqlStore:
         async with self._read() as connection:
             return [_run(row) for row in await connection.execute(statement)]
 
-    async def due_runs(self, until: datetime, limit: int) -> list[RunRecord]:
+    async def due_runs(
+        self, until: datetime, limit: int, for_worker: str | None = None
+    ) -> list[RunRecord]:
         statement = (
             select(runs)
             .where(runs.c.state == RunState.SCHEDULED.value, runs.c.not_before <= until)
             .order_by(runs.c.not_before, runs.c.id)
             .limit(limit)
         )
+        if for_worker is not None:
+            statement = statement.where(runs.c.target.in_(["", for_worker]))
         async with self._read() as connection:
             return [_run(row) for row in await connection.execute(statement)]
 
@@ -676,9 +682,7 @@ class SqlStore:
                 await connection.execute(run_events.insert(), events)
             # A retry follows only an ending that happened: a late report on a run that
             # had already ended (lost, killed) must not start another attempt.
-            new_runs = [
-                run for run in new_runs if run.retry_of is None or run.retry_of in changed
-            ]
+            new_runs = [run for run in new_runs if run.retry_of is None or run.retry_of in changed]
             if new_runs:
                 names = await self._job_names(connection, (run.job_id for run in new_runs))
                 # Retries are the scheduler's decision, whoever reported the ending.

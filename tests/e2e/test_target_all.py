@@ -1,0 +1,168 @@
+"""``target: all`` end to end: a real `belfry server` and two real `belfry worker`
+processes in one pool; every occurrence runs once on each, as a record of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import BELFRY, Belfry, start_server
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = ("alpha", "beta")
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Fleet:
+    """Worker processes for one server (as in test_worker_fleet.py)."""
+
+    def __init__(self, belfry: Belfry, db_url: str, tmp_path: Path) -> None:
+        self.belfry = belfry
+        self.db_url = db_url
+        self.tmp_path = tmp_path
+        self.workers: list[Worker] = []
+        self._tokens: dict[str, str] = {}
+
+    def token(self, *pools: str) -> str:
+        key = ",".join(pools)
+        if key not in self._tokens:
+            args = [BELFRY, "token", "create", "--db", self.db_url, "--role", "worker"]
+            for pool in pools:
+                args += ["--pool", pool]
+            done = subprocess.run(
+                [*args, "--output", "json"], capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            self._tokens[key] = json.loads(done.stdout)["token"]
+        return self._tokens[key]
+
+    def start(self, name: str, *pools: str) -> Worker:
+        log = self.tmp_path / f"worker-{name}.log"
+        args = [BELFRY, "worker", "--server", self.belfry.url, "--name", name]
+        for pool in pools:
+            args += ["--pool", pool]
+        process = subprocess.Popen(
+            args,
+            env={**os.environ, "BELFRY_TOKEN": self.token(*pools)},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        worker = Worker(name, process, log)
+        self.workers.append(worker)
+        self.belfry.wait_for(
+            lambda: any(w["name"] == name and w["state"] == "active" for w in self.cluster()),
+            what=f"worker {name} to join\n{log.read_text() if log.exists() else ''}",
+        )
+        return worker
+
+    def cluster(self) -> list[dict[str, object]]:
+        workers: list[dict[str, object]] = self.belfry.api("GET", "/api/v1/cluster")["workers"]
+        return workers
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def fleet(store_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    server = start_server(tmp_path / "home", store_url, "--no-worker")
+    crew = Fleet(server, store_url, tmp_path)
+    try:
+        for name in WORKERS:
+            crew.start(name, "a")
+        yield crew
+    finally:
+        crew.close()
+        server.stop()
+
+
+def _by_occurrence(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        grouped[run["scheduled_for"]].append(run)
+    return grouped
+
+
+def _done_everywhere(runs: list[dict[str, Any]]) -> list[str]:
+    """The occurrences whose runs succeeded on every worker."""
+    return [
+        instant
+        for instant, group in _by_occurrence(runs).items()
+        if {run["worker"] for run in group if run["state"] == "succeeded"} == set(WORKERS)
+    ]
+
+
+def test_every_occurrence_runs_once_on_each_worker(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - {name: everywhere, schedule: "every 1s", command: "echo hi", pool: a, target: all}
+        """,
+    )
+    fleet.belfry.wait_for(
+        lambda: len(_done_everywhere(fleet.belfry.runs("default/everywhere"))) >= 3,
+        timeout=30,
+        what="three occurrences done on both workers",
+    )
+    runs = fleet.belfry.runs("default/everywhere")
+    for instant, group in _by_occurrence(runs).items():
+        # One record per worker per occurrence: never two, never a skip.
+        assert sorted(run["target"] for run in group) == sorted(WORKERS), instant
+        assert {run["attempt"] for run in group} == {1}
+        for run in group:
+            assert run["state"] in {"scheduled", "claimed", "running", "succeeded"}, run
+            if run["state"] != "scheduled":
+                assert run["worker"] == run["target"], run
+            if run["state"] == "succeeded":
+                assert run["exit_code"] == 0
+
+
+def test_a_manual_trigger_runs_on_each_worker(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.belfry.apply(
+        tmp_path,
+        """
+        jobs:
+          - name: by-hand
+            schedule: "0 0 1 1 *"
+            pool: a
+            target: all
+            command: echo "ran $BELFRY_RUN_ID"
+        """,
+    )
+    done = fleet.belfry.cli("run", "default/by-hand", "--wait", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    finals = json.loads(done.stdout[done.stdout.index("[") :])
+    assert sorted((run["target"], run["worker"], run["state"]) for run in finals) == [
+        (name, name, "succeeded") for name in WORKERS
+    ]
+    for run in finals:
+        assert f"ran {run['id']}\n" in done.stdout
+    assert len(fleet.belfry.runs("default/by-hand")) == 2
