@@ -34,10 +34,11 @@ format: $(BIN)/.installed ## Format and auto-fix
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(BIN)/.installed ## Schedule maths speed, then schedule-to-start latency on SQLite and PostgreSQL
+bench: $(BIN)/.installed ## Schedule maths speed; schedule-to-start latency (embedded worker, then remote workers)
 	@scripts/ensure-postgres.sh
 	$(BIN)/python bench/schedule_speed.py
 	$(BIN)/python bench/fire_latency.py
+	$(BIN)/python bench/fire_latency.py --db postgresql --workers 2 --jobs 10,100,400
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

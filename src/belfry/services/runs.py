@@ -298,6 +298,16 @@ class RunService:
     async def started(self, run_id: int, pid: int, host: str) -> None:
         await self._started.submit(_Started(run_id, pid, host))
 
+    async def started_many(self, items: Sequence[tuple[int, int, str]]) -> None:
+        """Several starts (run id, pid, host) in one group commit."""
+        if items:
+            await self._started.submit(*(_Started(*item) for item in items))
+
+    async def finished_many(self, items: Sequence[tuple[int, Outcome]]) -> None:
+        """Several endings in one group commit."""
+        if items:
+            await self._finished.submit(*(_Finished(*item) for item in items))
+
     async def output(self, chunks: Sequence[OutputChunk]) -> None:
         await self._outputs.submit(*chunks)
 

@@ -156,8 +156,10 @@ class WorkerService:
         """Apply what a worker reports, in order: starts, output, finishes. Re-sent
         reports are applied once (compare-and-set transitions, unique output keys)."""
         await self._live(name)
-        for started in reports.started:
-            await self._runs.started(started.run_id, started.pid, started.host)
+        # Each kind in one group commit: a batch of hundreds costs a few transactions.
+        await self._runs.started_many(
+            [(started.run_id, started.pid, started.host) for started in reports.started]
+        )
         if reports.output:
             await self._runs.output(
                 [
@@ -165,11 +167,15 @@ class WorkerService:
                     for chunk in reports.output
                 ]
             )
-        for finished in reports.finished:
-            await self._runs.finished(
-                finished.run_id,
-                Outcome(RunState(finished.state), finished.exit_code, finished.reason),
-            )
+        await self._runs.finished_many(
+            [
+                (
+                    finished.run_id,
+                    Outcome(RunState(finished.state), finished.exit_code, finished.reason),
+                )
+                for finished in reports.finished
+            ]
+        )
 
     async def _live(self, name: str) -> WorkerRecord:
         # Read from the store, not remembered: another server sharing the database may

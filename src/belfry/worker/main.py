@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from belfry import __version__
 from belfry.core.protocol import PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.worker.agent import Agent
+from belfry.worker.child_watcher import use_pidfd_child_watcher
 from belfry.worker.guardian import Guardian
 from belfry.worker.http_link import FatalWorkerError, HttpLink
 
@@ -38,6 +39,7 @@ class WorkerConfig:
 async def run_worker(config: WorkerConfig) -> None:
     """Run until SIGTERM/SIGINT (then drain) or until the servers refuse this worker
     (FatalWorkerError)."""
+    use_pidfd_child_watcher()  # a thread per child otherwise (Python 3.11's default)
     host = socket.gethostname()
     name = config.name or f"{host}:{os.getpid()}"
     agent: Agent | None = None
