@@ -4,90 +4,19 @@ processes in one pool; every occurrence runs once on each, as a record of its ow
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BELFRY, Belfry, start_server
+from tests.e2e.conftest import start_server
+from tests.e2e.fleet import Fleet
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = ("alpha", "beta")
-
-
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-class Fleet:
-    """Worker processes for one server (as in test_worker_fleet.py)."""
-
-    def __init__(self, belfry: Belfry, db_url: str, tmp_path: Path) -> None:
-        self.belfry = belfry
-        self.db_url = db_url
-        self.tmp_path = tmp_path
-        self.workers: list[Worker] = []
-        self._tokens: dict[str, str] = {}
-
-    def token(self, *pools: str) -> str:
-        key = ",".join(pools)
-        if key not in self._tokens:
-            args = [BELFRY, "token", "create", "--db", self.db_url, "--role", "worker"]
-            for pool in pools:
-                args += ["--pool", pool]
-            done = subprocess.run(
-                [*args, "--output", "json"], capture_output=True, text=True, timeout=60
-            )
-            assert done.returncode == 0, done.stderr
-            self._tokens[key] = json.loads(done.stdout)["token"]
-        return self._tokens[key]
-
-    def start(self, name: str, *pools: str) -> Worker:
-        log = self.tmp_path / f"worker-{name}.log"
-        args = [BELFRY, "worker", "--server", self.belfry.url, "--name", name]
-        for pool in pools:
-            args += ["--pool", pool]
-        process = subprocess.Popen(
-            args,
-            env={**os.environ, "BELFRY_TOKEN": self.token(*pools)},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        worker = Worker(name, process, log)
-        self.workers.append(worker)
-        self.belfry.wait_for(
-            lambda: any(w["name"] == name and w["state"] == "active" for w in self.cluster()),
-            what=f"worker {name} to join\n{log.read_text() if log.exists() else ''}",
-        )
-        return worker
-
-    def cluster(self) -> list[dict[str, object]]:
-        workers: list[dict[str, object]] = self.belfry.api("GET", "/api/v1/cluster")["workers"]
-        return workers
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.stop(signal.SIGKILL)
 
 
 @pytest.fixture

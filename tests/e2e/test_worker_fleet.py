@@ -6,105 +6,23 @@ server restarted under running runs, failover between two servers, declared reso
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BELFRY, Belfry, start_server
+from tests.e2e.conftest import start_server
+from tests.e2e.fleet import Fleet, running_sleep
 
 pytestmark = pytest.mark.e2e
 
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _running_sleep(seconds: str) -> bool:
-    found = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
-    for pid in found.stdout.split():
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[-1].split()[0] != "Z":
-                    return True
-        except FileNotFoundError:
-            continue
-    return False
-
-
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-class Fleet:
-    def __init__(self, belfry: Belfry, db_url: str, tmp_path: Path) -> None:
-        self.belfry = belfry
-        self.db_url = db_url
-        self.tmp_path = tmp_path
-        self.workers: list[Worker] = []
-        self._tokens: dict[str, str] = {}
-
-    def token(self, *pools: str) -> str:
-        key = ",".join(pools)
-        if key not in self._tokens:
-            args = [BELFRY, "token", "create", "--db", self.db_url, "--role", "worker"]
-            for pool in pools:
-                args += ["--pool", pool]
-            done = subprocess.run(
-                [*args, "--output", "json"], capture_output=True, text=True, timeout=60
-            )
-            assert done.returncode == 0, done.stderr
-            self._tokens[key] = json.loads(done.stdout)["token"]
-        return self._tokens[key]
-
-    def start(
-        self, name: str, *pools: str, servers: str | None = None, extra: tuple[str, ...] = ()
-    ) -> Worker:
-        log = self.tmp_path / f"worker-{name}.log"
-        args = [BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
-        for pool in pools:
-            args += ["--pool", pool]
-        process = subprocess.Popen(
-            [*args, *extra],
-            env={**os.environ, "BELFRY_TOKEN": self.token(*pools)},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        worker = Worker(name, process, log)
-        self.workers.append(worker)
-        self.belfry.wait_for(
-            lambda: any(w["name"] == name and w["state"] == "active" for w in self.cluster()),
-            what=f"worker {name} to join\n{log.read_text() if log.exists() else ''}",
-        )
-        return worker
-
-    def cluster(self) -> list[dict[str, object]]:
-        workers: list[dict[str, object]] = self.belfry.api("GET", "/api/v1/cluster")["workers"]
-        return workers
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.stop(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -174,7 +92,7 @@ def test_a_killed_worker_loses_its_run_and_the_job_decides(
     )
     first.stop(signal.SIGKILL)
     # The worker's guardian kills what the dead worker ran: no twin for a retry.
-    fleet.belfry.wait_for(lambda: not _running_sleep(nap), timeout=5, what="the orphan killed")
+    fleet.belfry.wait_for(lambda: not running_sleep(nap), timeout=5, what="the orphan killed")
     second = fleet.start("second", "a")
     lost = fleet.belfry.wait_for(
         lambda: fleet.belfry.runs("default/long", "lost"), timeout=40, what="the run lost"
@@ -346,11 +264,11 @@ def test_kill_reaches_a_remote_run_and_its_escaped_grandchildren(
         """,
     )
     run = fleet.belfry.cli_json("run", "default/stubborn")
-    fleet.belfry.wait_for(lambda: _running_sleep(nap), what="the processes to start")
+    fleet.belfry.wait_for(lambda: running_sleep(nap), what="the processes to start")
     fleet.belfry.wait_for(lambda: fleet.belfry.runs("default/stubborn", "running"), what="running")
     asked = time.monotonic()
     assert fleet.belfry.cli("kill", str(run["id"])).returncode == 0
-    fleet.belfry.wait_for(lambda: not _running_sleep(nap), timeout=10, what="the tree killed")
+    fleet.belfry.wait_for(lambda: not running_sleep(nap), timeout=10, what="the tree killed")
     print(f"remote tree killed {time.monotonic() - asked:.2f}s after the request")
     done = fleet.belfry.wait_for(
         lambda: fleet.belfry.runs("default/stubborn", "killed"), what="recorded as killed"
@@ -373,17 +291,17 @@ def test_a_worker_cut_off_past_its_lease_kills_its_runs(sqlite_url: str, tmp_pat
             """,
         )
         server.cli("run", "default/long")
-        server.wait_for(lambda: _running_sleep(nap), what="the run to start")
+        server.wait_for(lambda: running_sleep(nap), what="the run to start")
         port = int(server.url.rsplit(":", 1)[1])
         server.stop()
         cut_off = time.monotonic()
         # The lease is 10 s: within it the run goes on, past it the worker kills it.
         time.sleep(6)
-        assert _running_sleep(nap), "killed before the lease ran out"
+        assert running_sleep(nap), "killed before the lease ran out"
         deadline = cut_off + 20
-        while _running_sleep(nap) and time.monotonic() < deadline:
+        while running_sleep(nap) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _running_sleep(nap), "the run outlived the worker's lease"
+        assert not running_sleep(nap), "the run outlived the worker's lease"
         print(f"killed {time.monotonic() - cut_off:.1f}s after the server went away")
         server = start_server(home, sqlite_url, "--no-worker", port=port)
         crew.belfry = server

@@ -16,6 +16,7 @@ from belfry.core.records import RunRecord
 from belfry.core.states import RunState
 from belfry.services.jobs import CalendarInUse, JobService
 from belfry.services.scheduler import Scheduler
+from tests.services.fake_clock import FakeClock
 
 # Monday 2027-03-01, 07:00 UTC = 08:00 in Berlin (CET).
 MONDAY = datetime(2027, 3, 1, 7, 0, tzinfo=UTC)
@@ -31,17 +32,6 @@ MORNINGS = CalendarSpec.model_validate(
         "exclude": ["holidays"],
     }
 )
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 def job(name: str, **fields: object) -> JobSpec:

@@ -12,19 +12,9 @@ from belfry.core.records import JobWrite
 from belfry.core.states import RunState
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
+from tests.services.fake_clock import FakeClock
 
 T0 = datetime(2027, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 async def _with_jobs(url: str, *specs: JobSpec, cursor: datetime) -> SqlStore:

@@ -18,21 +18,11 @@ from belfry.core.states import RunState
 from belfry.services.runs import FreeCapacity, RunService
 from belfry.services.scheduler import Scheduler
 from belfry.services.workers import WorkerService
+from tests.services.fake_clock import FakeClock
 
 T0 = datetime(2027, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 S = RunState
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 @dataclass

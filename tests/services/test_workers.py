@@ -26,6 +26,7 @@ from belfry.core.records import JobRecord, JobWrite, NewRun, RunRecord, Trigger
 from belfry.core.states import Actor, RunState
 from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
 from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone, WorkerService
+from tests.services.fake_clock import FakeClock
 
 T0 = datetime(2027, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -36,17 +37,6 @@ S = RunState
 def _early(n: int) -> datetime:
     """Due before T0, in order of ``n``."""
     return T0 - SECOND + n * timedelta(microseconds=1)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 @dataclass

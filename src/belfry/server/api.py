@@ -8,15 +8,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
 from belfry.core.records import JobRecord, TokenRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
+from belfry.server.dependencies import NodeDep, TokenDep
 from belfry.server.node import Node
 from belfry.server.schemas import (
     ApplyRequest,
@@ -43,34 +43,8 @@ from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
 
-_bearer = HTTPBearer(auto_error=False)
 
-
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
-
-
-NodeDep = Annotated[Node, Depends(_node)]
-
-
-async def _admin(
-    node: NodeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenRecord:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    token = await node.tokens.authenticate(credentials.credentials)
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def _admin(token: TokenDep) -> TokenRecord:
     if token.role != "admin":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token may not use this endpoint")
     return token

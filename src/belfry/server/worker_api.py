@@ -7,10 +7,7 @@ token may serve any. Errors a worker must act on: 426 (another protocol version:
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, HTTPException, status
 
 from belfry import __version__
 from belfry.core.protocol import (
@@ -22,41 +19,11 @@ from belfry.core.protocol import (
     Reports,
     Welcome,
 )
-from belfry.core.records import TokenRecord
-from belfry.server.node import Node
+from belfry.server.dependencies import NodeDep, TokenDep
 from belfry.services.runs import FreeCapacity
 from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone
 
 __all__ = ["worker_router"]
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
-
-
-NodeDep = Annotated[Node, Depends(_node)]
-
-
-async def _token(
-    node: NodeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenRecord:
-    token = None
-    if credentials is not None:
-        token = await node.tokens.authenticate(credentials.credentials)
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid worker token (`belfry token create --role worker --pool P`)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return token
-
-
-TokenDep = Annotated[TokenRecord, Depends(_token)]
 
 
 def _errors(error: Exception) -> HTTPException:
