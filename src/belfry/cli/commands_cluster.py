@@ -47,9 +47,16 @@ def register(app: typer.Typer) -> None:
             print_json(data)
             return
         print_table(
-            ["node", "version", "leader"],
+            ["node", "version", "leader", "epoch", "lease until", "last seen"],
             [
-                [node["name"], node["version"], "yes" if node["leader"] else "no"]
+                [
+                    node["name"],
+                    node["version"],
+                    "yes" if node["leader"] else "no",
+                    "-" if node.get("epoch") is None else node["epoch"],
+                    short_time(node.get("lease_expires")),
+                    short_time(node.get("last_seen")),
+                ]
                 for node in data["nodes"]
             ],
         )

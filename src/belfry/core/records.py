@@ -12,10 +12,13 @@ from belfry.core.states import Actor, RunState
 
 __all__ = [
     "CalendarRecord",
+    "Fence",
     "JobAdvance",
     "JobRecord",
     "JobWrite",
+    "Leadership",
     "NewRun",
+    "NodeRecord",
     "OutputChunk",
     "RunEvent",
     "RunRecord",
@@ -186,4 +189,38 @@ class WorkerRecord:
     version: str
     state: str  # active | draining | lost
     first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """Who leads the servers sharing a database, under which epoch, until when (database
+    time), and the database's time when this was read."""
+
+    holder: str
+    epoch: int
+    expires_at: datetime
+    now: datetime
+
+    @property
+    def valid(self) -> bool:
+        return self.expires_at > self.now
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A leader's fencing token: writes made with it apply only while ``holder`` still
+    leads under ``epoch``."""
+
+    holder: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A server process sharing the database."""
+
+    name: str
+    version: str
+    started_at: datetime
     last_seen: datetime

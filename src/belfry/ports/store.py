@@ -8,16 +8,19 @@ and out are aware UTC datetimes with microsecond precision. The contract test su
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from belfry.core.calendars import CalendarSpec
 from belfry.core.records import (
     CalendarRecord,
+    Fence,
     JobAdvance,
     JobRecord,
     JobWrite,
+    Leadership,
     NewRun,
+    NodeRecord,
     OutputChunk,
     RunEvent,
     RunRecord,
@@ -83,11 +86,15 @@ class Store(Protocol):
         """The earliest cursor of any job (None when no job has one)."""
         ...
 
-    async def advance_jobs(self, advances: Sequence[JobAdvance], now: datetime) -> int:
+    async def advance_jobs(
+        self, advances: Sequence[JobAdvance], now: datetime, fence: Fence | None = None
+    ) -> int:
         """For each advance whose job's cursor still equals ``expected_cursor``: move the
         cursor and insert its runs, each with a creation event by the scheduler. An
         occurrence key ``(job_id, scheduled_for, attempt, target)`` that already exists is
-        left as it is (never a second run). Returns the number of advances applied.
+        left as it is (never a second run). With a ``fence``, nothing applies unless its
+        holder still leads under its epoch, checked in the same statement (a deposed
+        leader's writes fail). Returns the number of advances applied.
         """
         ...
 
@@ -216,6 +223,30 @@ class Store(Protocol):
 
     async def note_waiting(self, run_ids: Sequence[int], reason: str) -> None:
         """Set the reason of runs still ``scheduled`` (why they wait), without an event."""
+        ...
+
+    # -- leadership and nodes ---------------------------------------------------------------
+    async def claim_leadership(self, node: str, lease: timedelta, now: datetime) -> Leadership:
+        """Take or renew the scheduler leadership for ``lease`` if it is free, expired or
+        ``node``'s own; return the leadership as it is after the attempt. Taking it over
+        raises the epoch; renewing an unexpired lease keeps it. Times are the database's
+        (PostgreSQL's clock; ``now`` on SQLite, which has one server)."""
+        ...
+
+    async def release_leadership(self, node: str) -> None:
+        """Let the leadership go at once if ``node`` holds it (a graceful stop)."""
+        ...
+
+    async def touch_node(self, node: str, version: str, now: datetime) -> None:
+        """Record that the server ``node`` is alive (database time on PostgreSQL)."""
+        ...
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """The server nodes, ordered by name, with the database's leadership view."""
+        ...
+
+    async def read_leadership(self, now: datetime) -> Leadership | None:
+        """The leadership row, with the database's time (None before any leader)."""
         ...
 
     # -- lifecycle --------------------------------------------------------------------------

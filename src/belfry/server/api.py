@@ -263,8 +263,25 @@ def _router() -> APIRouter:
         workers = await node.store.list_workers()
         active = await node.store.runs_in_states(sorted(ACTIVE_STATES))
         load = Counter(run.worker for run in active)
+        if not node.shared_database:  # SQLite: this server is the only one, and leads
+            nodes = [NodeOut(name=node.name, version=__version__, leader=True)]
+        else:
+            lease = await node.store.read_leadership(datetime.now(UTC))
+            nodes = [
+                NodeOut(
+                    name=known.name,
+                    version=known.version,
+                    leader=lease is not None and lease.valid and lease.holder == known.name,
+                    epoch=lease.epoch if lease and lease.holder == known.name else None,
+                    lease_expires=lease.expires_at
+                    if lease and lease.holder == known.name
+                    else None,
+                    last_seen=known.last_seen,
+                )
+                for known in await node.store.list_nodes()
+            ]
         return ClusterOut(
-            nodes=[NodeOut(name=node.name, version=__version__, leader=True)],
+            nodes=nodes,
             workers=[WorkerOut.of(worker, load[worker.name]) for worker in workers],
         )
 

@@ -51,7 +51,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config, node.runs.shut_down)
+    server = _Server(config, node.begin_shutdown)
     announce(f"Belfry {__version__} serving at {settings.public_url}")
     announce(f"  database: {_safe(settings.database_url)}")
     announce(f"  worker:   {'embedded' if settings.embedded_worker else 'none (--no-worker)'}")

@@ -14,11 +14,13 @@ from belfry import __version__
 from belfry.adapters.clock import SystemClock
 from belfry.adapters.store import open_store
 from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
+from belfry.core.records import Fence
 from belfry.ports.store import Store
 from belfry.server.embedded import EmbeddedLink
 from belfry.server.settings import Settings
 from belfry.server.single_node import hold_sqlite_lock
 from belfry.services.jobs import JobService
+from belfry.services.leadership import LeaderElection
 from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
@@ -45,6 +47,8 @@ class Node:
     agent: Agent | None
     embedded_name: str | None = None
     guardian: Guardian | None = None
+    election: LeaderElection | None = None
+    _leading: list[asyncio.Task[None]] = field(default_factory=list)
     first_admin_token: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
@@ -58,7 +62,10 @@ class Node:
             lock_fd = hold_sqlite_lock(database_file)
         store = await open_store(url)
         clock = SystemClock()
-        runs = RunService(store, clock)
+        shared = not url.startswith("sqlite")
+        # Servers sharing a database: runs made by the leader are not announced to the
+        # others in process, so their long polls look at the store twice a second.
+        runs = RunService(store, clock, recheck=0.5 if shared else None)
         scheduler = Scheduler(store, clock, on_runs_created=runs.new_work.ring)
         jobs = JobService(store, clock, on_change=scheduler.wake)
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
@@ -117,12 +124,53 @@ class Node:
         return secret
 
     def start_background(self) -> None:
-        self._tasks.append(asyncio.create_task(self.scheduler.run_forever(), name="scheduler"))
-        self._tasks.append(asyncio.create_task(self.pruner.run_forever(), name="pruner"))
-        self._tasks.append(asyncio.create_task(self.workers.run_forever(), name="reaper"))
+        if self.shared_database:
+            # Several servers may share it: only the elected leader runs the leader's work.
+            self.election = LeaderElection(
+                self.store,
+                SystemClock(),
+                self.name,
+                __version__,
+                on_elected=self._lead,
+                on_deposed=self._follow,
+            )
+            self._tasks.append(asyncio.create_task(self.election.run_forever(), name="election"))
+        else:
+            self._start_leading_tasks()
         if self.agent is not None:
             self._tasks.append(asyncio.create_task(self.agent.run_forever(), name="worker"))
             self._tasks.append(asyncio.create_task(self._embedded_heartbeats(), name="beat"))
+
+    def _start_leading_tasks(self) -> None:
+        self._leading = [
+            asyncio.create_task(self.scheduler.run_forever(), name="scheduler"),
+            asyncio.create_task(self.pruner.run_forever(), name="pruner"),
+            asyncio.create_task(self.workers.run_forever(), name="reaper"),
+        ]
+
+    async def _lead(self, fence: Fence) -> None:
+        self.scheduler.fence = fence
+        self._start_leading_tasks()
+
+    async def _follow(self) -> None:
+        tasks, self._leading = self._leading, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.scheduler.fence = None
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: end the workers' long polls, and hand the leadership over now rather
+        than when the HTTP server has finished with its requests."""
+        self.runs.shut_down()
+        if self.election is not None:
+            self._tasks.append(asyncio.create_task(self.election.resign(), name="resign"))
+
+    @property
+    def shared_database(self) -> bool:
+        return not self.settings.database_url.startswith("sqlite")
 
     async def _embedded_heartbeats(self) -> None:
         """The embedded worker lives in this process, but heartbeats like any other, so
@@ -158,6 +206,9 @@ class Node:
         )
 
     async def close(self) -> None:
+        if self.election is not None:
+            await self.election.resign()
+        await self._follow()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -279,6 +279,9 @@ class NodeOut(BaseModel):
     name: str
     version: str
     leader: bool
+    epoch: int | None = Field(default=None, description="The leader's epoch (fencing token).")
+    lease_expires: datetime | None = Field(default=None, description="When the lease ends.")
+    last_seen: datetime | None = None
 
 
 class ClusterOut(BaseModel):

@@ -90,6 +90,7 @@ class RunService:
         claim_lead: timedelta = PREPARE_AHEAD,
         claim_batch: int = 1000,
         spread: Callable[[], float] = random.random,
+        recheck: float | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -101,6 +102,9 @@ class RunService:
         self._kills: dict[str, set[int]] = {}
         self._claimed: dict[int, RunRecord] = {}
         self._closing = False
+        # Longest a long poll waits before looking at the store again (None: as long as
+        # the next due run allows), for servers sharing a database with others.
+        self._recheck = recheck
         self._started = GroupCommit[_Started](self._write_started, linger=REPORT_LINGER)
         self._outputs = GroupCommit[OutputChunk](self._write_output, linger=REPORT_LINGER)
         self._finished = GroupCommit[_Finished](self._write_finished, linger=REPORT_LINGER)
@@ -283,6 +287,8 @@ class RunService:
             delay = min(
                 timeout, seconds if seconds > 0 else min(1.0, self._claim_lead.total_seconds())
             )
+        if self._recheck is not None:
+            delay = min(delay, self._recheck)
         await self.new_work.wait(delay)
 
     def _skip(self, run: RunRecord, reason: str) -> Transition:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from belfry.core.calendars import Calendar, CalendarError, compile_calendars
 from belfry.core.policies import jitter_offset, job_gate, plan_occurrences
-from belfry.core.records import CalendarRecord, JobAdvance, JobRecord, NewRun, WorkerRecord
+from belfry.core.records import CalendarRecord, Fence, JobAdvance, JobRecord, NewRun, WorkerRecord
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
@@ -30,6 +30,9 @@ from belfry.services.wakeups import Wakeup
 __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
+
+# Seconds a fenced-out scheduler waits before looking again (it is about to be stopped).
+FENCED_PAUSE = 0.5
 
 
 class Scheduler:
@@ -48,6 +51,8 @@ class Scheduler:
         self._on_runs_created = on_runs_created
         # Runs are created this far ahead so the worker can start them exactly on time.
         self._horizon = horizon
+        # The leader's fencing token when servers share a database (None: one server).
+        self.fence: Fence | None = None
         self._batch = batch
         # Upper bound on a sleep: a safety net for changes made by another process.
         self._idle_recheck = idle_recheck
@@ -86,7 +91,10 @@ class Scheduler:
                 if any(wants_workers(job) for job in jobs):
                     workers = await self._store.list_workers()
                 advances = [self._advance(job, now, calendars, workers) for job in jobs]
-                await self._store.advance_jobs(advances, now)
+                applied = await self._store.advance_jobs(advances, now, self.fence)
+                if applied == 0 and self.fence is not None:
+                    # Fenced out: another server leads now. Stop; the election says so soon.
+                    return FENCED_PAUSE
                 if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
                     self._on_runs_created()
             if len(jobs) < self._batch:

@@ -34,7 +34,9 @@ __all__ = [
     "UtcDateTime",
     "calendars",
     "jobs",
+    "leadership",
     "metadata",
+    "nodes",
     "output_chunks",
     "run_events",
     "runs",
@@ -202,5 +204,26 @@ workers = Table(
     Column("version", String(50), nullable=False),
     Column("state", String(16), nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+)
+
+# One row per leadership (today only "scheduler"): who leads, under which epoch (the fencing
+# token every scheduler write checks), until when (database time).
+leadership = Table(
+    "leadership",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# The server processes sharing this database, as last heard from (``belfry cluster``).
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", String(50), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
     Column("last_seen", UtcDateTime, nullable=False),
 )

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -22,11 +22,14 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     cast,
     column,
     delete,
     func,
+    literal,
     or_,
     select,
     true,
@@ -42,6 +45,8 @@ from belfry.adapters.store.schema import (
     UtcDateTime,
     calendars,
     jobs,
+    leadership,
+    nodes,
     output_chunks,
     run_events,
     runs,
@@ -52,10 +57,13 @@ from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
+    Fence,
     JobAdvance,
     JobRecord,
     JobWrite,
+    Leadership,
     NewRun,
+    NodeRecord,
     OutputChunk,
     RunEvent,
     RunRecord,
@@ -83,6 +91,8 @@ _OCCURRENCE = ("job_id", "scheduled_for", "attempt", "target")
 # Rows per multi-row UPDATE: 6 parameters each stays far below SQLite's 32766 and
 # PostgreSQL's 65535 bind parameter limits.
 _ROWS = 1000
+# The leadership row of the scheduler (the only one today).
+_SCHEDULER = "scheduler"
 _T = TypeVar("_T")
 KILL_REASON = "kill requested"
 
@@ -102,6 +112,16 @@ def _job(row: Row[Any]) -> JobRecord:
         created_at=data["created_at"],
         updated_at=data["updated_at"],
     )
+
+
+def _leadership(row: Row[Any, Any, Any, Any]) -> Leadership:
+    data = row._mapping
+    now = data["now"]
+    if isinstance(now, str):  # SQLite hands back the bound parameter as stored text
+        now = datetime.fromisoformat(now)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return Leadership(data["holder"], data["epoch"], data["expires_at"], now.astimezone(UTC))
 
 
 def _calendar(row: Row[Any]) -> CalendarRecord:
@@ -544,8 +564,26 @@ class SqlStore:
             value: datetime | None = await connection.scalar(select(func.min(jobs.c.next_fire_at)))
         return value
 
-    async def advance_jobs(self, advances: Sequence[JobAdvance], now: datetime) -> int:
+    async def advance_jobs(
+        self, advances: Sequence[JobAdvance], now: datetime, fence: Fence | None = None
+    ) -> int:
         applied = 0
+        # The leader's epoch, checked by the cursor update itself: a deposed leader moves
+        # no cursor, so inserts no run.
+        fenced = (
+            []
+            if fence is None
+            else [
+                select(leadership.c.name)
+                .where(
+                    leadership.c.name == _SCHEDULER,
+                    leadership.c.holder == fence.holder,
+                    leadership.c.epoch == fence.epoch,
+                    leadership.c.expires_at > self._db_now(now),
+                )
+                .exists()
+            ]
+        )
         names: dict[int, str] = {}
         new_runs: list[NewRun] = []
         async with self._write() as connection:
@@ -571,6 +609,7 @@ class SqlStore:
                     .where(
                         jobs.c.id == given.c.job_id,
                         jobs.c.next_fire_at == self._typed(given.c.expected),
+                        *fenced,
                     )
                     .values(next_fire_at=self._typed(given.c.next))
                     .returning(jobs.c.id, jobs.c.group, jobs.c.name)
@@ -974,6 +1013,84 @@ class SqlStore:
                 .where(runs.c.id.in_(set(run_ids)), runs.c.state == RunState.SCHEDULED.value)
                 .values(reason=reason)
             )
+
+    # -- leadership and nodes ---------------------------------------------------------------
+    def _db_now(self, now: datetime) -> ColumnElement[Any]:
+        """The database's clock on PostgreSQL (servers' clocks may disagree); ``now`` on
+        SQLite, where one server is all there is."""
+        if self._kind == "postgresql":
+            return func.now()
+        return literal(now, UtcDateTime())
+
+    async def claim_leadership(self, node: str, lease: timedelta, now: datetime) -> Leadership:
+        clock = self._db_now(now)
+        until = (
+            clock + literal(lease)
+            if self._kind == "postgresql"
+            else literal(now + lease, UtcDateTime())
+        )
+        statement = self._insert(leadership).values(
+            name=_SCHEDULER, holder=node, epoch=1, expires_at=until
+        )
+        current = leadership.c
+        statement = statement.on_conflict_do_update(
+            index_elements=[current.name],
+            set_={
+                "holder": statement.excluded.holder,
+                "epoch": case(
+                    (and_(current.holder == node, current.expires_at > clock), current.epoch),
+                    else_=current.epoch + 1,
+                ),
+                "expires_at": statement.excluded.expires_at,
+            },
+            where=or_(current.holder == node, current.expires_at <= clock),
+        )
+        async with self._write() as connection:
+            await connection.execute(statement)
+            row = (
+                await connection.execute(
+                    select(
+                        current.holder, current.epoch, current.expires_at, clock.label("now")
+                    ).where(current.name == _SCHEDULER)
+                )
+            ).one()
+        return _leadership(row)
+
+    async def release_leadership(self, node: str) -> None:
+        async with self._write() as connection:
+            await connection.execute(
+                update(leadership)
+                .where(leadership.c.name == _SCHEDULER, leadership.c.holder == node)
+                .values(expires_at=self._db_now(datetime.now(UTC)))
+            )
+
+    async def read_leadership(self, now: datetime) -> Leadership | None:
+        current = leadership.c
+        statement = select(
+            current.holder, current.epoch, current.expires_at, self._db_now(now).label("now")
+        ).where(current.name == _SCHEDULER)
+        async with self._read() as connection:
+            row = (await connection.execute(statement)).first()
+        return _leadership(row) if row else None
+
+    async def touch_node(self, node: str, version: str, now: datetime) -> None:
+        clock = self._db_now(now)
+        statement = self._insert(nodes).values(
+            name=node, version=version, started_at=clock, last_seen=clock
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[nodes.c.name],
+            set_={"version": statement.excluded.version, "last_seen": statement.excluded.last_seen},
+        )
+        async with self._write() as connection:
+            await connection.execute(statement)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        async with self._read() as connection:
+            result = await connection.execute(select(nodes).order_by(nodes.c.name))
+            return [
+                NodeRecord(row.name, row.version, row.started_at, row.last_seen) for row in result
+            ]
 
     async def ping(self) -> None:
         async with self._read() as connection:
