@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import textwrap
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from job_file_helpers import problems, write
 
 from belfry.cli import jobfiles
 from belfry.cli.jobfiles import (
@@ -28,30 +28,11 @@ from belfry.core.schedules import parse_schedule, parse_timezone
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs.yaml"
 
 
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
 def core_error(check: Callable[[str], object], value: str) -> str:
     """The core's own message for a bad value (the loader shows it as is)."""
     with pytest.raises(ValueError) as caught:
         check(value)
     return str(caught.value)
-
-
-def problems(*paths: Path) -> list[str]:
-    with pytest.raises(JobFileError) as caught:
-        load_job_files(list(paths))
-    return [str(problem) for problem in caught.value.problems]
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Relative paths keep the expected messages short: "jobs.yaml:3: ...".
-    monkeypatch.chdir(tmp_path)
 
 
 # --------------------------------------------------------------------------- valid files

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import date, time
 from pathlib import Path
 
-import pytest
+from job_file_helpers import problems, write
 
-from belfry.cli.jobfiles import JobFileError, SourceLocation, load_job_files
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def problems(*paths: Path) -> list[str]:
-    with pytest.raises(JobFileError) as caught:
-        load_job_files(list(paths))
-    return [str(problem) for problem in caught.value.problems]
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+from belfry.cli.jobfiles import SourceLocation, load_job_files
 
 
 def test_calendars_load_beside_jobs(tmp_path: Path) -> None:

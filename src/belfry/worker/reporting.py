@@ -24,7 +24,8 @@ class RunReporter(Protocol):
     """
 
     async def started(self, run_id: int, pid: int, host: str) -> None:
-        """The run's process was spawned as ``pid`` on ``host`` (its process group id too)."""
+        """The run started on ``host``: a command as ``pid`` (its process group and session
+        id too); an HTTP request made by the agent itself, as the agent's own pid."""
         ...
 
     async def output(self, chunks: list[OutputChunk]) -> None:
