@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -259,20 +260,7 @@ class WorkerOut(BaseModel):
 
     @classmethod
     def of(cls, worker: WorkerRecord, running: int) -> WorkerOut:
-        return cls(
-            name=worker.name,
-            host=worker.host,
-            pools=worker.pools,
-            tags=worker.tags,
-            slots=worker.slots,
-            cpu=worker.cpu,
-            memory_mb=worker.memory_mb,
-            version=worker.version,
-            state=worker.state,
-            running=running,
-            first_seen=worker.first_seen,
-            last_seen=worker.last_seen,
-        )
+        return cls(**dataclasses.asdict(worker), running=running)
 
 
 class NodeOut(BaseModel):

@@ -114,13 +114,15 @@ class JobService:
 
     async def delete_calendar(self, name: str) -> None:
         """Delete a calendar no job names (CalendarInUse names the jobs that do)."""
-        await self.get_calendar(name)
+        calendars = await self._store.list_calendars()
+        if name not in {calendar.name for calendar in calendars}:
+            raise UnknownCalendar(name)
         users = [
             str(job.key) for job in await self._store.list_jobs() if name in job.spec.calendars
         ]
         others = [
             calendar.name
-            for calendar in await self._store.list_calendars()
+            for calendar in calendars
             if name in (*calendar.spec.include, *calendar.spec.exclude)
         ]
         if users or others:

@@ -138,8 +138,9 @@ class Scheduler:
         assert job.next_fire_at is not None  # due_jobs only returns jobs with a cursor
         spec = job.spec
         gate, hold = job_gate(spec, calendars)
+        schedule = self._schedule(job)
         plan = plan_occurrences(
-            self._schedule(job),
+            schedule,
             job.next_fire_at,
             now,
             horizon=self._horizon,
@@ -150,7 +151,6 @@ class Scheduler:
             gate=gate,
             hold=hold,
         )
-        schedule = self._schedule(job)
         runs = [
             NewRun(job.id, instant, not_before=self._start_at(job, schedule, instant))
             for instant in plan.fire
