@@ -24,6 +24,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from belfry.adapters.store import open_store
+from tests.private_postgres import PrivatePostgres
 
 DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_CLUSTER_START = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"]
@@ -154,3 +155,18 @@ def store_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test's own, to stop, restart or kill at will."""
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+    except RuntimeError as error:
+        cluster.destroy()
+        pytest.fail(f"could not start a private PostgreSQL: {error}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
