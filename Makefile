@@ -22,6 +22,7 @@ run: $(BIN)/.installed ## Start a single-node server (SQLite, embedded worker) w
 
 test: $(BIN)/.installed ## Run the whole test suite (SQLite and PostgreSQL)
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-system-packages.sh
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed ## ruff, mypy --strict, import-linter layer contracts

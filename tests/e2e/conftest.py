@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,15 +104,24 @@ class Belfry:
         return self.process.returncode
 
 
-def start_server(home: Path, db_url: str, *extra: str, port: int | None = None) -> Belfry:
+def start_server(
+    home: Path,
+    db_url: str,
+    *extra: str,
+    port: int | None = None,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Belfry:
+    """``belfry server`` on ``db_url``; ``prefix`` runs it under another program (such as
+    ``faketime``), with ``env`` added to its environment."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [BELFRY, "server", "--db", db_url, "--listen", f"127.0.0.1:{port}", *extra],
-        env={**os.environ, "BELFRY_HOME": str(home)},
+        [*prefix, BELFRY, "server", "--db", db_url, "--listen", f"127.0.0.1:{port}", *extra],
+        env={**os.environ, **(env or {}), "BELFRY_HOME": str(home)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

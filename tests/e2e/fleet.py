@@ -65,15 +65,23 @@ class Fleet:
         return self._tokens[key]
 
     def start(
-        self, name: str, *pools: str, servers: str | None = None, extra: tuple[str, ...] = ()
+        self,
+        name: str,
+        *pools: str,
+        servers: str | None = None,
+        extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Worker:
+        """``belfry worker`` NAME serving ``pools``; ``prefix`` runs it under another
+        program (such as ``faketime``), with ``env`` added to its environment."""
         log = self.tmp_path / f"worker-{name}.log"
-        args = [BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
+        args = [*prefix, BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
         for pool in pools:
             args += ["--pool", pool]
         process = subprocess.Popen(
             [*args, *extra],
-            env={**os.environ, "BELFRY_TOKEN": self.token(*pools)},
+            env={**os.environ, **(env or {}), "BELFRY_TOKEN": self.token(*pools)},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )

@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
             print_json(data)
             return
         print_table(
-            ["node", "version", "leader", "epoch", "lease until", "last seen"],
+            ["node", "version", "leader", "epoch", "lease until", "last seen", "clock"],
             [
                 [
                     node["name"],
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
                     "-" if node.get("epoch") is None else node["epoch"],
                     short_time(node.get("lease_expires")),
                     short_time(node.get("last_seen")),
+                    _clock(node),
                 ]
                 for node in data["nodes"]
             ],
@@ -89,3 +90,12 @@ def register(app: typer.Typer) -> None:
                 for worker in data["workers"]
             ],
         )
+
+
+def _clock(node: dict[str, Any]) -> str:
+    """The node's clock against the database's, and whether that keeps it from leading."""
+    offset = node.get("clock_offset")
+    if offset is None:
+        return "-"
+    shown = f"{offset:+.3f}s"
+    return f"{shown} (off: will not lead)" if node.get("refuses_leadership") else shown

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from belfry.core.schedules import format_instant
@@ -111,3 +111,13 @@ class Assignment:
 
     orders: list[RunOrder] = field(default_factory=list)
     kills: list[int] = field(default_factory=list)
+    # The server's time (the database's, with several servers) when it handed the orders
+    # out: the worker times their starts from it, not from its own clock.
+    issued_at: datetime | None = None
+
+    def started_locally(self, order: RunOrder, local_now: datetime) -> RunOrder:
+        """``order`` with its start on the worker's clock: as far after ``local_now`` as
+        it is after ``issued_at`` on the server's (unchanged without ``issued_at``)."""
+        if self.issued_at is None:
+            return order
+        return replace(order, start_at=local_now + (order.start_at - self.issued_at))

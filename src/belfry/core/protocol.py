@@ -96,6 +96,8 @@ class ClaimRequest(_Message):
 class ClaimReply(_Message):
     orders: list[RunOrder] = Field(default_factory=list)
     kills: list[int] = Field(default_factory=list)
+    # The server's time when it answered: orders start relative to it (clock skew).
+    server_time: datetime | None = None
 
 
 class Heartbeat(_Message):

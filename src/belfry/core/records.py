@@ -224,3 +224,5 @@ class NodeRecord:
     version: str
     started_at: datetime
     last_seen: datetime
+    # Seconds to add to the node's clock to read the database's (None: not measured yet).
+    clock_offset: float | None = None

@@ -237,8 +237,12 @@ class Store(Protocol):
         """Let the leadership go at once if ``node`` holds it (a graceful stop)."""
         ...
 
-    async def touch_node(self, node: str, version: str, now: datetime) -> None:
-        """Record that the server ``node`` is alive (database time on PostgreSQL)."""
+    async def touch_node(
+        self, node: str, version: str, now: datetime, clock_offset: float | None = None
+    ) -> datetime:
+        """Record that the server ``node`` is alive (database time on PostgreSQL) and the
+        offset of its clock it last measured; return the database's time (``now`` on
+        SQLite)."""
         ...
 
     async def list_nodes(self) -> list[NodeRecord]:

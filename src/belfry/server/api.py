@@ -39,6 +39,7 @@ from belfry.server.schemas import (
     WorkerOut,
 )
 from belfry.server.worker_api import worker_router
+from belfry.services.database_time import MAX_CLOCK_OFFSET
 from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
@@ -266,7 +267,7 @@ def _router() -> APIRouter:
         if not node.shared_database:  # SQLite: this server is the only one, and leads
             nodes = [NodeOut(name=node.name, version=__version__, leader=True)]
         else:
-            lease = await node.store.read_leadership(datetime.now(UTC))
+            lease = await node.store.read_leadership(node.clock.now())
             nodes = [
                 NodeOut(
                     name=known.name,
@@ -277,6 +278,9 @@ def _router() -> APIRouter:
                     if lease and lease.holder == known.name
                     else None,
                     last_seen=known.last_seen,
+                    clock_offset=known.clock_offset,
+                    refuses_leadership=known.clock_offset is not None
+                    and abs(known.clock_offset) > MAX_CLOCK_OFFSET,
                 )
                 for known in await node.store.list_nodes()
             ]
@@ -335,7 +339,10 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
             await node.store.ping()
         except Exception as error:
             return JSONResponse({"status": "unavailable", "database": str(error)}, 503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+        refusal = node.election.refusal if node.election is not None else None
+        if refusal is not None:
+            return JSONResponse({"status": "unavailable", "database": "ok", "clock": refusal}, 503)
+        return JSONResponse({"status": "ok", "database": "ok", "clock": "ok"})
 
     app.include_router(_router())
     app.include_router(worker_router())

@@ -15,10 +15,12 @@ from belfry.adapters.clock import SystemClock
 from belfry.adapters.store import open_store
 from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.core.records import Fence
+from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.server.embedded import EmbeddedLink
 from belfry.server.settings import Settings
 from belfry.server.single_node import hold_sqlite_lock
+from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
 from belfry.services.retention import Pruner
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Node:
     settings: Settings
+    clock: Clock
     store: Store
     runs: RunService
     jobs: JobService
@@ -61,12 +64,20 @@ class Node:
             database_file = Path(url.removeprefix("sqlite:///")).resolve()  # noqa: ASYNC240 - once, at start
             lock_fd = hold_sqlite_lock(database_file)
         store = await open_store(url)
-        clock = SystemClock()
         shared = not url.startswith("sqlite")
+        # Servers sharing a database read its clock (corrected by the election's rounds).
+        clock: Clock = DatabaseTime(SystemClock()) if shared else SystemClock()
         # Servers sharing a database: runs made by the leader are not announced to the
         # others in process, so their long polls look at the store twice a second.
         runs = RunService(store, clock, recheck=0.5 if shared else None)
-        scheduler = Scheduler(store, clock, on_runs_created=runs.new_work.ring)
+        # A job applied through another server does not wake this one's scheduler: with a
+        # shared database it looks at the cursors twice a second when idle.
+        scheduler = Scheduler(
+            store,
+            clock,
+            on_runs_created=runs.new_work.ring,
+            idle_recheck=0.5 if shared else 30.0,
+        )
         jobs = JobService(store, clock, on_change=scheduler.wake)
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
         tokens = TokenService(store, clock)
@@ -87,6 +98,7 @@ class Node:
             agent = Agent(link, link, host=host, slots=settings.worker_slots, guardian=guardian)
         node = cls(
             settings,
+            clock,
             store,
             runs,
             jobs,
@@ -126,9 +138,10 @@ class Node:
     def start_background(self) -> None:
         if self.shared_database:
             # Several servers may share it: only the elected leader runs the leader's work.
+            assert isinstance(self.clock, DatabaseTime)
             self.election = LeaderElection(
                 self.store,
-                SystemClock(),
+                self.clock,
                 self.name,
                 __version__,
                 on_elected=self._lead,

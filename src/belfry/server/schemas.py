@@ -270,6 +270,13 @@ class NodeOut(BaseModel):
     epoch: int | None = Field(default=None, description="The leader's epoch (fencing token).")
     lease_expires: datetime | None = Field(default=None, description="When the lease ends.")
     last_seen: datetime | None = None
+    clock_offset: float | None = Field(
+        default=None,
+        description="Seconds the node's clock is behind (+) or ahead (-) of the database's.",
+    )
+    refuses_leadership: bool = Field(
+        default=False, description="Its clock is too far off the database's to lead."
+    )
 
 
 class ClusterOut(BaseModel):

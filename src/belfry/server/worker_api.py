@@ -55,7 +55,9 @@ def worker_router() -> APIRouter:
             assignment = await node.workers.claim(name, free, body.wait)
         except (WorkerGone, UnknownWorker) as error:
             raise _errors(error) from None
-        return ClaimReply(orders=assignment.orders, kills=assignment.kills)
+        return ClaimReply(
+            orders=assignment.orders, kills=assignment.kills, server_time=assignment.issued_at
+        )
 
     @api.post("/{name}/heartbeat", response_model=HeartbeatReply)
     async def heartbeat(

@@ -8,6 +8,10 @@ the pruner, and every scheduler write carries the epoch (``Fence``), checked by 
 database in the same statement: a leader that was paused past its lease and wakes up
 cannot write. A leader that cannot renew stops leading on its own when its lease runs
 out, before anyone else can take over.
+
+Each round also measures this server's clock against the database's (``DatabaseTime``):
+within ``MAX_CLOCK_OFFSET`` the offset corrects the clock every service reads; beyond it
+the server refuses the leadership and says why (logs, ``/readyz``, ``belfry cluster``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from belfry.core.records import Fence
-from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.database_time import MAX_CLOCK_OFFSET, DatabaseTime, measured_offset
 
 __all__ = ["LeaderElection"]
 
@@ -31,7 +35,7 @@ class LeaderElection:
     def __init__(
         self,
         store: Store,
-        clock: Clock,
+        clock: DatabaseTime,
         node: str,
         version: str,
         *,
@@ -40,6 +44,7 @@ class LeaderElection:
         lease: float = 3.0,
         renew_every: float = 1.0,
         follow_every: float = 0.25,
+        max_clock_offset: float = MAX_CLOCK_OFFSET,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -50,7 +55,10 @@ class LeaderElection:
         self._lease = timedelta(seconds=lease)
         self._renew_every = renew_every
         self._follow_every = follow_every
+        self._max_clock_offset = max_clock_offset
         self.fence: Fence | None = None
+        # Why this server will not lead (its clock is off), or None.
+        self.refusal: str | None = None
         # Monotonic time until which our lease surely holds (renewal time + lease).
         self._holds_until = 0.0
 
@@ -70,7 +78,22 @@ class LeaderElection:
         """One round: renew or try to take the lease, and act on the answer."""
         asked = time.monotonic()
         try:
-            await self._store.touch_node(self._node, self._version, self._clock.now())
+            before = self._clock.local.now()
+            database_now = await self._store.touch_node(
+                self._node, self._version, before, self._clock.offset
+            )
+            offset = measured_offset(before, database_now, self._clock.local.now())
+            if abs(offset) > self._max_clock_offset:
+                await self._refuse(offset)
+                return
+            self._clock.offset = offset
+            if self.refusal is not None:
+                log.warning(
+                    "the clock is back within %gs of the database's (%+.3fs): may lead again",
+                    self._max_clock_offset,
+                    offset,
+                )
+                self.refusal = None
             state = await self._store.claim_leadership(self._node, self._lease, self._clock.now())
         except Exception as error:
             # Cannot reach the database: keep leading only while the lease surely holds.
@@ -92,6 +115,21 @@ class LeaderElection:
         elif self.leading:
             log.warning("%s leads now (epoch %d): stepping down", state.holder, state.epoch)
             await self._step_down()
+
+    async def _refuse(self, offset: float) -> None:
+        # The offset is still recorded (touch_node) so that `belfry cluster` shows it.
+        self._clock.offset = offset
+        side = "behind" if offset > 0 else "ahead of"
+        refusal = (
+            f"this server's clock is {abs(offset):.1f}s {side} the database's "
+            f"(more than {self._max_clock_offset:g}s): it will not lead until the clock "
+            "is fixed (NTP)"
+        )
+        if self.refusal is None:
+            log.error("%s", refusal)
+        self.refusal = refusal
+        if self.leading:
+            await self.resign()
 
     async def resign(self) -> None:
         """A graceful stop: stop leading and let the lease go, so another server takes over

@@ -267,7 +267,8 @@ class RunService:
             if run.state is RunState.CLAIMED:
                 self._claimed[run.id] = run
                 orders.append(_order(run, jobs[run.job_id]))
-        return Assignment(orders=orders, kills=kills)
+        # Stamped last: time spent in the database must not make the worker start late.
+        return Assignment(orders=orders, kills=kills, issued_at=self._clock.now())
 
     def shut_down(self) -> None:
         """The server is stopping: end every long poll now, and wait no more."""

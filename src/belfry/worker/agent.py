@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from belfry.core.execution import RunOrder
 from belfry.core.protocol import WorkerCapacity
@@ -108,8 +109,9 @@ class Agent:
                     await asyncio.sleep(1.0)
                     continue
                 self.kill(assignment.kills)
+                received = datetime.now(UTC)
                 for order in assignment.orders:
-                    self._start(order)
+                    self._start(assignment.started_locally(order, received))
         finally:
             await self.stop()
 

@@ -185,7 +185,9 @@ class HttpLink:
             await self._rejoin(str(error))
             return Assignment()
         reply = ClaimReply.model_validate(data)
-        return Assignment(orders=list(reply.orders), kills=list(reply.kills))
+        return Assignment(
+            orders=list(reply.orders), kills=list(reply.kills), issued_at=reply.server_time
+        )
 
     # -- RunReporter ------------------------------------------------------------------------
     async def started(self, run_id: int, pid: int, host: str) -> None:

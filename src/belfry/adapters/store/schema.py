@@ -226,4 +226,6 @@ nodes = Table(
     Column("version", String(50), nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("last_seen", UtcDateTime, nullable=False),
+    # Seconds to add to the node's clock to read the database's (None: not measured yet).
+    Column("clock_offset", Float, nullable=True),
 )

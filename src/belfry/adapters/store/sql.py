@@ -1073,23 +1073,39 @@ class SqlStore:
             row = (await connection.execute(statement)).first()
         return _leadership(row) if row else None
 
-    async def touch_node(self, node: str, version: str, now: datetime) -> None:
+    async def touch_node(
+        self, node: str, version: str, now: datetime, clock_offset: float | None = None
+    ) -> datetime:
         clock = self._db_now(now)
         statement = self._insert(nodes).values(
-            name=node, version=version, started_at=clock, last_seen=clock
+            name=node,
+            version=version,
+            started_at=clock,
+            last_seen=clock,
+            clock_offset=clock_offset,
         )
         statement = statement.on_conflict_do_update(
             index_elements=[nodes.c.name],
-            set_={"version": statement.excluded.version, "last_seen": statement.excluded.last_seen},
+            set_={
+                "version": statement.excluded.version,
+                "last_seen": statement.excluded.last_seen,
+                "clock_offset": statement.excluded.clock_offset,
+            },
         )
         async with self._write() as connection:
             await connection.execute(statement)
+            if self._kind != "postgresql":
+                return now
+            # The transaction's start on the database's clock: what last_seen was set to.
+            database_now: datetime = (await connection.execute(select(func.now()))).scalar_one()
+            return database_now
 
     async def list_nodes(self) -> list[NodeRecord]:
         async with self._read() as connection:
             result = await connection.execute(select(nodes).order_by(nodes.c.name))
             return [
-                NodeRecord(row.name, row.version, row.started_at, row.last_seen) for row in result
+                NodeRecord(row.name, row.version, row.started_at, row.last_seen, row.clock_offset)
+                for row in result
             ]
 
     async def ping(self) -> None:
