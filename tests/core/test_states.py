@@ -24,7 +24,7 @@ ENDINGS = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.KILLED, S.LOST}
 LIFECYCLE: dict[RunState | None, set[RunState]] = {
     None: {S.SCHEDULED, S.SKIPPED},  # born scheduled, or born skipped
     S.SCHEDULED: {S.CLAIMED, S.SKIPPED, S.KILLED, S.LOST},  # taken, skipped, cancelled
-    S.CLAIMED: {S.RUNNING, *ENDINGS},  # may fail to start without ever running
+    S.CLAIMED: {S.RUNNING, S.SCHEDULED, *ENDINGS},  # may fail to start; or be handed back
     S.RUNNING: set(ENDINGS),
 }
 SOURCES: list[RunState | None] = [None, *RunState]

@@ -540,3 +540,28 @@ async def test_a_run_whose_workers_all_drain_says_so(cluster: Cluster) -> None:
     await cluster.workers.heartbeat("w1", [], False)
     assert await cluster.claim() == [run.id]
     assert (await cluster.run(run.id)).reason is None
+
+
+async def test_a_run_handed_back_unstarted_goes_to_another_worker(cluster: Cluster) -> None:
+    job = await cluster.add_job("job")
+    run = await cluster.due_run(job)
+    await cluster.hello("w1")
+    await cluster.hello("w2")
+    assert await cluster.claim("w1") == [run.id]
+    assert await cluster.claim("w2") == []
+    # w1 stops before the run's instant and hands it back: scheduled again, nobody's.
+    assert await cluster.runs.hand_back("w1", [run.id]) == 1
+    back = await cluster.run(run.id)
+    assert (back.state, back.worker) == (S.SCHEDULED, None)
+    assert back.reason is not None and "handed back unstarted by worker w1" in back.reason
+    assert await cluster.claim("w2") == [run.id]
+    taken = await cluster.run(run.id)
+    assert (taken.state, taken.worker, taken.reason) == (S.CLAIMED, "w2", None)
+    # Only its holder can hand a claimed run back; a started run cannot be handed back.
+    assert await cluster.runs.hand_back("w1", [run.id]) == 0
+    assert (await cluster.run(run.id)).worker == "w2"
+    await cluster.workers.report(
+        "w2", Reports(started=[StartedReport(run_id=run.id, pid=1, host="w2.example")])
+    )
+    assert await cluster.runs.hand_back("w2", [run.id]) == 0
+    assert (await cluster.run(run.id)).state is S.RUNNING

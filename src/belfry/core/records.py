@@ -139,6 +139,7 @@ class Transition:
     actor: Actor
     reason: str | None = None
     exit_code: int | None = None
+    # The worker taking the run (to claimed), or the one handing it back (to scheduled).
     worker: str | None = None
     host: str | None = None
     pid: int | None = None

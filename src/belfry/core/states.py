@@ -1,8 +1,9 @@
 """The run state machine (DESIGN.md "Run lifecycle").
 
 ``scheduled -> claimed -> running -> succeeded | failed | timed_out | killed | lost``
-and ``scheduled -> skipped``. A retry is a new run (a new attempt of the same occurrence),
-never a transition back out of a final state.
+and ``scheduled -> skipped``; ``claimed -> scheduled`` when a stopping worker hands back a
+run it has not started (another worker then takes it, on time). A retry is a new run (a
+new attempt of the same occurrence), never a transition back out of a final state.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ _ALLOWED: dict[RunState | None, frozenset[RunState]] = {
     RunState.SCHEDULED: frozenset(
         {RunState.CLAIMED, RunState.SKIPPED, RunState.KILLED, RunState.LOST}
     ),
-    # A claimed run can fail to start (command not found) without ever running.
-    RunState.CLAIMED: frozenset({RunState.RUNNING}) | _ENDINGS,
+    # A claimed run can fail to start (command not found) without ever running, or be
+    # handed back unstarted by a worker that is stopping.
+    RunState.CLAIMED: frozenset({RunState.RUNNING, RunState.SCHEDULED}) | _ENDINGS,
     RunState.RUNNING: _ENDINGS,
 }
 

@@ -175,11 +175,26 @@ class Node:
         self.scheduler.fence = None
 
     def begin_shutdown(self) -> None:
-        """SIGTERM: end the workers' long polls, and hand the leadership over now rather
-        than when the HTTP server has finished with its requests."""
+        """SIGTERM: end the workers' long polls, hand the leadership over now rather than
+        when the HTTP server has finished with its requests, and give the embedded
+        worker's runs that have not started back to the other workers."""
         self.runs.shut_down()
         if self.election is not None:
             self._tasks.append(asyncio.create_task(self.election.resign(), name="resign"))
+        if self.agent is not None:
+            self._tasks.append(asyncio.create_task(self._hand_back(), name="hand-back"))
+
+    async def _hand_back(self) -> None:
+        assert self.agent is not None and self.embedded_name is not None
+        unstarted = await self.agent.hand_back()
+        try:
+            handed = await self.runs.hand_back(self.embedded_name, unstarted)
+        except Exception:
+            # Still claimed: on the next start the embedded worker's hello marks them lost.
+            log.exception("could not hand back %d unstarted runs", len(unstarted))
+            return
+        if handed:
+            log.info("handed back %d runs not started yet", handed)
 
     @property
     def shared_database(self) -> bool:

@@ -418,6 +418,33 @@ class RunService:
             if run.worker == worker
         ]
 
+    async def hand_back(self, worker: str, run_ids: Collection[int]) -> int:
+        """``worker`` is stopping and gives up these claimed runs before starting them:
+        they are scheduled again for another worker to take. Returns how many were."""
+        if not run_ids:
+            return 0
+        reason = f"waiting: handed back unstarted by worker {worker} (stopping)"
+        changed = await self._store.transition(
+            [
+                Transition(
+                    run_id,
+                    RunState.SCHEDULED,
+                    frozenset({RunState.CLAIMED}),
+                    Actor.WORKER,
+                    reason,
+                    worker=worker,
+                )
+                for run_id in run_ids
+            ],
+            self._clock.now(),
+        )
+        for run in changed:
+            self._claimed.pop(run.id, None)
+            self.watchers.changed(run.id)
+        if changed:
+            self.new_work.ring()
+        return len(changed)
+
     async def lose_runs(self, worker: str, reason: str, keep: Collection[int] = ()) -> int:
         """Mark the active runs of ``worker`` (but those in ``keep``) as lost, each retried
         if its job says ``on_worker_lost: retry``. Returns how many were marked."""

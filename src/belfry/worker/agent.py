@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from belfry.core.execution import RunOrder
 from belfry.core.protocol import WorkerCapacity
-from belfry.worker.executor import execute
+from belfry.worker.executor import execute, wait_for_start
 from belfry.worker.process_tree import ProcessTracker, TreeWatcher
 from belfry.worker.reporting import RunReporter
 from belfry.worker.source import RunSource
@@ -28,6 +28,8 @@ class _Running:
     order: RunOrder
     task: asyncio.Task[None]
     kill: asyncio.Event
+    # Past its start instant: its process may be up, so it can no longer be handed back.
+    started: bool = False
 
 
 class Agent:
@@ -51,6 +53,9 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._slot_freed = asyncio.Event()
         self._draining = False
+        # Set while no claim is in flight (one may bring orders after a drain began).
+        self._between_claims = asyncio.Event()
+        self._between_claims.set()
         # One scan of the host's processes serves every run's tree (not one scan per run).
         self._tracker = ProcessTracker(guardian=guardian)
 
@@ -96,6 +101,7 @@ class Agent:
                     finally:
                         wait.cancel()
                     continue
+                self._between_claims.clear()
                 try:
                     assignment = await self._source.claim(free, self._poll_wait)
                 except asyncio.CancelledError:
@@ -108,6 +114,8 @@ class Agent:
                     log.exception("could not get work; retrying in 1s")
                     await asyncio.sleep(1.0)
                     continue
+                finally:
+                    self._between_claims.set()
                 self.kill(assignment.kills)
                 received = datetime.now(UTC)
                 for order in assignment.orders:
@@ -129,12 +137,31 @@ class Agent:
 
     async def _execute(self, order: RunOrder, kill: asyncio.Event) -> None:
         try:
+            # Waited here rather than in execute(), so that until its instant the run can be
+            # handed back (hand_back) without a report; execute() then starts it at once.
+            if await wait_for_start(order.start_at, kill):
+                self._running[order.run_id].started = True
             await execute(order, self._reporter, kill, host=self._host, tracker=self._tracker)
         except Exception:
             log.exception("run %d (%s): executor failed", order.run_id, order.job)
         finally:
             self._running.pop(order.run_id, None)
             self._slot_freed.set()
+
+    async def hand_back(self) -> list[int]:
+        """Stop claiming, and give up the runs claimed but not yet started (they have not
+        reached their instant): returns their ids, for the server to schedule again.
+        The runs already started go on (``drain`` or ``stop`` ends them)."""
+        self._draining = True
+        # A claim in flight may still bring orders: they are handed back too.
+        await self._between_claims.wait()
+        handed = []
+        for run_id, entry in list(self._running.items()):
+            if not entry.started:
+                entry.task.cancel()
+                del self._running[run_id]
+                handed.append(run_id)
+        return sorted(handed)
 
     async def drain(self, grace: float) -> None:
         """Claim nothing more; let the runs in flight finish for up to ``grace`` seconds,

@@ -29,7 +29,7 @@ from belfry.worker.reporting import RunReporter
 from belfry.worker.run_as import resolve_run_as
 from belfry.worker.run_output import RunOutput
 
-__all__ = ["execute"]
+__all__ = ["execute", "wait_for_start"]
 
 # After the tree is killed its members' ends of the pipes close at once; a process the
 # tracker never saw may hold them forever, so stop reading after this long.
@@ -81,7 +81,7 @@ async def execute(
         flush_interval,
     )
 
-    if not await _wait_for_start(order.start_at, kill):
+    if not await wait_for_start(order.start_at, kill):
         return await _end_unstarted(order, reporter, output, killed=True)
     if order.http is not None:
         return await run_http(order, order.http, reporter, kill, output, host=host)
@@ -204,7 +204,7 @@ async def _run_command(
             pump.cancel()
 
 
-async def _wait_for_start(start_at: datetime, kill: asyncio.Event) -> bool:
+async def wait_for_start(start_at: datetime, kill: asyncio.Event) -> bool:
     """Sleep until ``start_at``; False if ``kill`` is set first."""
     if start_at.tzinfo is None:
         start_at = start_at.replace(tzinfo=UTC)

@@ -753,6 +753,8 @@ class SqlStore:
         }
         if target is RunState.CLAIMED:
             assignments |= {"claimed_at": now, "worker": given.c.worker}
+        elif target is RunState.SCHEDULED:  # handed back unstarted: anyone may claim it
+            assignments |= {"claimed_at": None, "worker": None}
         elif target is RunState.RUNNING:
             assignments |= {
                 "started_at": now,
@@ -761,14 +763,15 @@ class SqlStore:
             }
         if target in FINAL_STATES:
             assignments |= {"finished_at": now, "exit_code": self._typed(given.c.exit_code)}
+        conditions = [
+            runs.c.id == given.c.run_id,
+            runs.c.state.in_(_state_names(batch[0].expected)),
+        ]
+        if target is RunState.SCHEDULED:
+            # Only the worker holding the run may hand it back.
+            conditions.append(runs.c.worker == given.c.worker)
         result = await connection.execute(
-            update(runs)
-            .where(
-                runs.c.id == given.c.run_id,
-                runs.c.state.in_(_state_names(batch[0].expected)),
-            )
-            .values(assignments)
-            .returning(*runs.c)
+            update(runs).where(*conditions).values(assignments).returning(*runs.c)
         )
         return [_run(row) for row in result]
 
