@@ -7,6 +7,7 @@ system user (PostgreSQL refuses to run as root), and is thrown away at the end.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -36,6 +37,20 @@ def postgres_bin() -> Path:
 
 def _version_key(path: str) -> int:
     return int(Path(path).parent.parent.name)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry.name))
+    return found
 
 
 def _free_port() -> int:
@@ -129,6 +144,20 @@ class PrivatePostgres:
                 except ProcessLookupError:
                     return
                 time.sleep(0.05)
+
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster and its backends: the database stops answering without
+        closing a connection, as behind a network cut."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        postmaster = int((self.data / "postmaster.pid").read_text().splitlines()[0])
+        for pid in [postmaster, *_children(postmaster)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url, autocommit=True) as connection:

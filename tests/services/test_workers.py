@@ -565,3 +565,20 @@ async def test_a_run_handed_back_unstarted_goes_to_another_worker(cluster: Clust
     )
     assert await cluster.runs.hand_back("w2", [run.id]) == 0
     assert (await cluster.run(run.id)).state is S.RUNNING
+
+
+async def test_a_new_reaper_watches_for_the_loss_timeout_before_declaring(
+    cluster: Cluster,
+) -> None:
+    await cluster.hello("w1")
+    # The reaper starts (a new leader, or the database back) 20 s after w1's last beat:
+    # the heartbeats of that time may have failed to be recorded, so w1 is not lost yet.
+    cluster.at(20)
+    assert await cluster.workers.reap_pass() == []
+    cluster.at(30)
+    await cluster.workers.heartbeat("w1", [], draining=False)  # w1 is alive after all
+    cluster.at(36)
+    assert await cluster.workers.reap_pass() == []
+    # Silent for the whole timeout the reaper has watched: lost.
+    cluster.at(46)
+    assert await cluster.workers.reap_pass() == ["w1"]

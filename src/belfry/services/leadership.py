@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from belfry.core.records import Fence
+from belfry.core.records import Fence, Leadership
 from belfry.ports.store import Store
 from belfry.services.database_time import MAX_CLOCK_OFFSET, DatabaseTime, measured_offset
 
@@ -78,30 +78,20 @@ class LeaderElection:
         """One round: renew or try to take the lease, and act on the answer."""
         asked = time.monotonic()
         try:
-            before = self._clock.local.now()
-            database_now = await self._store.touch_node(
-                self._node, self._version, before, self._clock.offset
-            )
-            offset = measured_offset(before, database_now, self._clock.local.now())
-            if abs(offset) > self._max_clock_offset:
-                await self._refuse(offset)
-                return
-            self._clock.offset = offset
-            if self.refusal is not None:
-                log.warning(
-                    "the clock is back within %gs of the database's (%+.3fs): may lead again",
-                    self._max_clock_offset,
-                    offset,
-                )
-                self.refusal = None
-            state = await self._store.claim_leadership(self._node, self._lease, self._clock.now())
+            # A round that hangs (a frozen database) is a failed round, not a renewal.
+            async with asyncio.timeout(self._lease.total_seconds()):
+                state = await self._ask()
         except Exception as error:
             # Cannot reach the database: keep leading only while the lease surely holds.
             if self.leading and time.monotonic() >= self._holds_until:
-                log.error("lease not renewed (%s): stepping down", error)
+                log.error("lease not renewed (%s): stepping down", error or repr(error))
                 await self._step_down()
             else:
-                log.warning("leadership round failed: %s", error)
+                log.warning("leadership round failed: %s", error or repr(error))
+            return
+        if state is None:  # refused: the clock is off
+            if self.leading:
+                await self.resign()
             return
         if state.holder == self._node and state.valid:
             self._holds_until = asked + self._lease.total_seconds()
@@ -116,9 +106,29 @@ class LeaderElection:
             log.warning("%s leads now (epoch %d): stepping down", state.holder, state.epoch)
             await self._step_down()
 
-    async def _refuse(self, offset: float) -> None:
-        # The offset is still recorded (touch_node) so that `belfry cluster` shows it.
+    async def _ask(self) -> Leadership | None:
+        """Record this node, measure its clock against the database's, and renew or try to
+        take the lease; None when the clock is too far off to lead."""
+        before = self._clock.local.now()
+        database_now = await self._store.touch_node(
+            self._node, self._version, before, self._clock.offset
+        )
+        offset = measured_offset(before, database_now, self._clock.local.now())
+        # Even a broken clock is corrected for what this server still does (API, claims).
         self._clock.offset = offset
+        if abs(offset) > self._max_clock_offset:
+            self._refuse(offset)
+            return None
+        if self.refusal is not None:
+            log.warning(
+                "the clock is back within %gs of the database's (%+.3fs): may lead again",
+                self._max_clock_offset,
+                offset,
+            )
+            self.refusal = None
+        return await self._store.claim_leadership(self._node, self._lease, self._clock.now())
+
+    def _refuse(self, offset: float) -> None:
         side = "behind" if offset > 0 else "ahead of"
         refusal = (
             f"this server's clock is {abs(offset):.1f}s {side} the database's "
@@ -128,8 +138,6 @@ class LeaderElection:
         if self.refusal is None:
             log.error("%s", refusal)
         self.refusal = refusal
-        if self.leading:
-            await self.resign()
 
     async def resign(self) -> None:
         """A graceful stop: stop leading and let the lease go, so another server takes over

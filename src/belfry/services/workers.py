@@ -78,6 +78,8 @@ class WorkerService:
         self._version = version
         self._lost_after = timedelta(seconds=lost_after)
         self._reap_interval = reap_interval
+        # Since when the reaper has watched the heartbeats without a database failure.
+        self._watching_since: datetime | None = None
 
     # -- what agents call -------------------------------------------------------------------
     async def hello(self, hello: Hello, allowed_pools: Sequence[str] | None) -> HelloResult:
@@ -197,18 +199,34 @@ class WorkerService:
 
     # -- the reaper -------------------------------------------------------------------------
     async def run_forever(self) -> None:
+        self._watching_since = None  # a new term: nothing watched yet
         while True:
             try:
-                await self.reap()
+                await self.reap_pass()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reaper pass failed")
             await asyncio.sleep(self._reap_interval)
 
-    async def reap(self) -> list[str]:
-        """Declare lost the workers silent for too long and mark their runs lost; say
-        why runs wait that no live worker can take. Returns the workers declared lost."""
+    async def reap_pass(self) -> list[str]:
+        """One pass of the leader's reaper: ``reap``, but declaring nobody lost until it
+        has watched the heartbeats for the loss timeout without a database failure. While
+        the database was out of reach (or no server led) heartbeats could not be recorded,
+        so a worker's silence then says nothing about the worker."""
+        now = self._clock.now()
+        if self._watching_since is None:
+            self._watching_since = now
+        try:
+            return await self.reap(declare=now - self._watching_since >= self._lost_after)
+        except Exception:
+            self._watching_since = None
+            raise
+
+    async def reap(self, *, declare: bool = True) -> list[str]:
+        """Declare lost the workers silent for too long (unless not ``declare``) and mark
+        their runs lost; say why runs wait that no live worker can take. Returns the
+        workers declared lost."""
         now = self._clock.now()
         silent_since = now - self._lost_after
         # Active runs before workers: a run whose worker is lost by the time the workers
@@ -216,7 +234,7 @@ class WorkerService:
         active = await self._store.runs_in_states(sorted(ACTIVE_STATES))
         workers = await self._store.list_workers()
         silent = [w.name for w in workers if w.state != "lost" and w.last_seen < silent_since]
-        declared = await self._store.mark_workers_lost(silent, silent_since)
+        declared = await self._store.mark_workers_lost(silent, silent_since) if declare else []
         for name in declared:
             lost = await self._runs.lose_runs(
                 name,

@@ -140,7 +140,16 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
         url,
         # A replica outlives database failovers: test pooled connections before use.
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 10, "application_name": "belfry"},
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": "belfry",
+            # A database that vanishes without closing the connection (a network cut, a
+            # frozen host) must fail the calls within seconds, not after TCP's minutes.
+            "tcp_user_timeout": 10_000,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        },
     )
 
 
