@@ -46,9 +46,21 @@ class Belfry:
             "BELFRY_HOME": str(self.home),
         }
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        timeout: float = 60,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """The ``belfry`` CLI as the admin (``env`` overrides, e.g. another token)."""
         return subprocess.run(
-            [BELFRY, *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+            [BELFRY, *args],
+            env={**self.env(), **(env or {})},
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def cli_json(self, *args: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ class ApiClient:
     def __init__(self, server: str, token: str | None, timeout: float = 30.0) -> None:
         self.server = server
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=server, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=server, headers=headers, timeout=timeout, verify=_trust()
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -59,8 +62,8 @@ class ApiClient:
                 "`belfry token create --db URL` on the server host makes one)"
             )
         if response.status_code == 403:
-            raise CliError("this token is not allowed to do that")
-        if response.status_code == 422:
+            raise CliError(f"not allowed: {_detail(response)}")
+        if response.status_code in (413, 422):
             raise CliError(_detail(response), EXIT_BAD_INPUT)
         if response.status_code >= 400:
             raise CliError(_detail(response), EXIT_FAILURE)
@@ -74,8 +77,24 @@ class ApiClient:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
 
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.request("PATCH", path, json=body)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+
+def _trust() -> ssl.SSLContext:
+    """The certificates to trust: $BELFRY_CA (a private CA's bundle) only, if set; else
+    the system's trust store (like the workers)."""
+    bundle = os.environ.get("BELFRY_CA")
+    try:
+        return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+    except (OSError, ssl.SSLError) as error:
+        raise CliError(f"BELFRY_CA: cannot read {bundle}: {error}", EXIT_BAD_INPUT) from None
 
 
 def _reason(error: httpx.HTTPError) -> str:

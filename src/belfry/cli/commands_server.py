@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,8 +12,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
-from belfry.cli.rendering import OutputFormat, print_json, print_table
-from belfry.server.settings import DEFAULT_LISTEN, Settings, default_state_dir
+from belfry.cli.options import Output, Server, Token, connect
+from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
+from belfry.server.settings import (
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_REQUEST_BYTES,
+    MIN_MAX_REQUEST_BYTES,
+    Settings,
+    default_state_dir,
+)
 from belfry.services.retention import RetentionDefaults
 
 __all__ = ["register"]
@@ -27,6 +35,10 @@ _CONFIG_KEYS = {
     "prune_interval",
     "state_dir",
     "log_level",
+    "tls_cert",
+    "tls_key",
+    "max_request_bytes",
+    "secret_key_file",
 }
 
 
@@ -35,6 +47,61 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise CliError(f"--listen: expected HOST:PORT, got {value!r}", EXIT_BAD_INPUT)
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _tls_files(
+    cert: Path | None, key: Path | None, cert_label: str, key_label: str
+) -> tuple[Path | None, Path | None]:
+    """The certificate and key, checked now so that a mistake is one line naming the option
+    rather than a traceback from uvicorn after the node has opened."""
+    if cert is None and key is None:
+        return None, None
+    if cert is None or key is None:
+        missing, given = (cert_label, key_label) if cert is None else (key_label, cert_label)
+        raise CliError(f"{missing}: required with {given} (give both or neither)", EXIT_BAD_INPUT)
+    for label, path in ((cert_label, cert), (key_label, key)):
+        try:
+            path.read_bytes()
+        except OSError as error:
+            raise CliError(
+                f"{label}: cannot read {path}: {error.strerror}", EXIT_BAD_INPUT
+            ) from None
+    try:
+        # An encrypted key gets an empty password instead of a prompt on the terminal.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except ssl.SSLError as error:
+        raise CliError(
+            f"{cert_label}/{key_label}: cannot use {cert} with {key}: {_words(error)} "
+            "(PEM files, the key unencrypted and matching the certificate)",
+            EXIT_BAD_INPUT,
+        ) from None
+    return cert, key
+
+
+def _path_setting(
+    option: Path | None, flag: str, values: dict[str, Any], key: str, config: Path | None
+) -> tuple[Path | None, str]:
+    """A file from the command line, else from the config file, with the label to name it by."""
+    if option is not None:
+        return option, flag
+    value = values.get(key)
+    if value is None:
+        return None, flag if config is None else f"{config}: {key}"
+    if not isinstance(value, str) or not value:
+        raise CliError(f"{config}: {key}: expected a file path, got {value!r}", EXIT_BAD_INPUT)
+    return Path(value), f"{config}: {key}"
+
+
+def _max_request_bytes(value: Any, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MAX_REQUEST_BYTES:
+        raise CliError(
+            f"{label}: expected a number of bytes of at least {MIN_MAX_REQUEST_BYTES} "
+            f"(2 MiB, a worker's largest report), got {value!r}",
+            EXIT_BAD_INPUT,
+        )
+    return value
 
 
 def _config(path: Path | None) -> dict[str, Any]:
@@ -58,8 +125,13 @@ def _config(path: Path | None) -> dict[str, Any]:
     return data
 
 
+def _words(error: ssl.SSLError) -> str:
+    """OpenSSL's reason (KEY_VALUES_MISMATCH) as words."""
+    return str(error.reason or error).replace("_", " ").lower()
+
+
 def register(app: typer.Typer) -> None:
-    token_app = typer.Typer(help="Create API and worker tokens.", no_args_is_help=True)
+    token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
     app.add_typer(token_app, name="token")
 
     @app.command()
@@ -76,6 +148,21 @@ def register(app: typer.Typer) -> None:
         ] = None,
         no_worker: Annotated[bool, typer.Option("--no-worker", help="No embedded worker.")] = False,
         config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+        tls_cert: Annotated[
+            Path | None,
+            typer.Option(help="Serve HTTPS: the certificate chain (PEM); needs --tls-key."),
+        ] = None,
+        tls_key: Annotated[
+            Path | None, typer.Option(help="The private key (PEM, unencrypted) of --tls-cert.")
+        ] = None,
+        secret_key_file: Annotated[
+            Path | None,
+            typer.Option(
+                help="The key sealing jobs' secret env values; the same file for every "
+                "server sharing a database [default: secret.key in the state directory, "
+                "created at the first start]"
+            ),
+        ] = None,
     ) -> None:
         """Run a Belfry server (API, scheduler and, unless --no-worker, a worker)."""
         from belfry.server.main import serve  # imported here: the client commands stay light
@@ -83,6 +170,17 @@ def register(app: typer.Typer) -> None:
         values = _config(config)
         host, port = _listen(listen or values.get("listen") or DEFAULT_LISTEN)
         retention = values.get("retention") or {}
+        # Each option overrides its key in the config file; errors name where the value came from.
+        cert, cert_label = _path_setting(tls_cert, "--tls-cert", values, "tls_cert", config)
+        key, key_label = _path_setting(tls_key, "--tls-key", values, "tls_key", config)
+        cert, key = _tls_files(cert, key, cert_label, key_label)
+        secret_file, _ = _path_setting(
+            secret_key_file, "--secret-key-file", values, "secret_key_file", config
+        )
+        max_request_bytes = _max_request_bytes(
+            values.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
+            f"{config}: max_request_bytes",
+        )
         settings = Settings(
             state_dir=Path(values.get("state_dir") or default_state_dir()),
             db_url=db or values.get("db"),
@@ -97,6 +195,10 @@ def register(app: typer.Typer) -> None:
             ),
             prune_interval=float(values.get("prune_interval", 60.0)),
             log_level=str(values.get("log_level", "info")),
+            tls_cert=cert,
+            tls_key=key,
+            max_request_bytes=max_request_bytes,
+            secret_key_file=secret_file,
         )
         _check_db_url(settings.database_url)
         try:
@@ -110,33 +212,104 @@ def register(app: typer.Typer) -> None:
 
     @token_app.command("create")
     def token_create(
-        db: Annotated[str, typer.Option(help="The server's database URL.")],
-        role: Annotated[str, typer.Option(help="admin | worker")] = "admin",
+        db: Annotated[
+            str | None,
+            typer.Option(
+                help="The server's database URL: make the token there (bootstrap on a "
+                "server host). Without it the server makes it (--server/--token)."
+            ),
+        ] = None,
+        role: Annotated[
+            str | None,
+            typer.Option(
+                help="user (acts as you; the default through the server), admin (the "
+                "default with --db) or worker"
+            ),
+        ] = None,
         pool: Annotated[
             list[str] | None, typer.Option(help="Pools a worker token may claim from.")
         ] = None,
         name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
+        expires_in_days: Annotated[
+            float | None,
+            typer.Option("--expires-in-days", min=0.0001, help="Refused after this many days."),
+        ] = None,
+        server: Server = None,
+        token: Token = None,
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TABLE,
     ) -> None:
-        """Create a token, talking to the database directly (bootstrap on a server host)."""
-        if role not in {"admin", "worker"}:
-            raise CliError(f"--role: must be admin or worker, got {role!r}", EXIT_BAD_INPUT)
+        """Create a token; its secret is shown this once."""
+        role = role or ("admin" if db else "user")
+        if role not in {"admin", "worker", "user"}:
+            raise CliError(f"--role: must be user, admin or worker, got {role!r}", EXIT_BAD_INPUT)
         if role == "worker" and not pool:
             raise CliError("--pool: a worker token needs at least one pool", EXIT_BAD_INPUT)
-        _check_db_url(db)
-        secret, record = asyncio.run(_create_token(db, name, role, pool or []))
-        if output is OutputFormat.JSON:
-            print_json(
+        if db is None:
+            made = connect(server, token).post(
+                "/api/v1/tokens",
                 {
-                    "token": secret,
-                    "id": record.id,
-                    "name": record.name,
-                    "role": record.role,
-                    "pools": record.pools,
-                }
+                    "name": name,
+                    "role": role,
+                    "pools": pool or [],
+                    "expires_in_days": expires_in_days,
+                },
             )
+            secret, shown = made["token"], made
         else:
-            print_table(["token", "role", "pools"], [[secret, record.role, ",".join(record.pools)]])
+            if role == "user":
+                raise CliError("--role: a user token is made through the server", EXIT_BAD_INPUT)
+            _check_db_url(db)
+            secret, record = asyncio.run(_create_token(db, name, role, pool or [], expires_in_days))
+            shown = {
+                "token": secret,
+                "id": record.id,
+                "name": record.name,
+                "role": record.role,
+                "pools": record.pools,
+            }
+        if output is OutputFormat.JSON:
+            print_json(shown)
+        else:
+            print_table(
+                ["token", "id", "role", "pools"],
+                [[secret, shown["id"], shown["role"], ",".join(shown["pools"])]],
+            )
+
+    @token_app.command("list")
+    def token_list(
+        server: Server = None, token: Token = None, output: Output = OutputFormat.TABLE
+    ) -> None:
+        """Your tokens (every token for a global admin); never their secrets."""
+        data = connect(server, token).get("/api/v1/tokens")
+        if output is OutputFormat.JSON:
+            print_json(data)
+            return
+        print_table(
+            ["id", "name", "role", "user", "pools", "created", "expires", "revoked"],
+            [
+                [
+                    t["id"],
+                    t["name"],
+                    t["role"],
+                    t["user"] or "-",
+                    ",".join(t["pools"]) or "-",
+                    short_time(t["created_at"]),
+                    short_time(t["expires_at"]),
+                    short_time(t["revoked_at"]),
+                ]
+                for t in data
+            ],
+        )
+
+    @token_app.command("revoke")
+    def token_revoke(
+        token_id: Annotated[int, typer.Argument(metavar="ID")],
+        server: Server = None,
+        token: Token = None,
+    ) -> None:
+        """Revoke a token: refused from now on."""
+        connect(server, token).delete(f"/api/v1/tokens/{token_id}")
+        print(f"revoked token {token_id}")
 
 
 def _check_db_url(url: str) -> None:
@@ -148,9 +321,14 @@ def _check_db_url(url: str) -> None:
         )
 
 
-async def _create_token(db: str, name: str, role: str, pools: list[str]) -> Any:
+async def _create_token(
+    db: str, name: str, role: str, pools: list[str], expires_in_days: float | None
+) -> Any:
+    from datetime import UTC, datetime, timedelta
+
     from belfry.adapters.clock import SystemClock
     from belfry.adapters.store import open_store
+    from belfry.services.accounts import AccountError
     from belfry.services.tokens import TokenService
 
     try:
@@ -158,6 +336,13 @@ async def _create_token(db: str, name: str, role: str, pools: list[str]) -> Any:
     except RuntimeError as error:
         raise CliError(str(error)) from None
     try:
-        return await TokenService(store, SystemClock()).create(name, role, pools)
+        expires = None
+        if expires_in_days is not None:
+            expires = datetime.now(UTC) + timedelta(days=expires_in_days)
+        return await TokenService(store, SystemClock()).create(
+            name, role, pools, expires_at=expires
+        )
+    except AccountError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
     finally:
         await store.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +26,11 @@ def _tags(values: list[str]) -> dict[str, str]:
             raise CliError(f"--tag: expected KEY=VALUE, got {value!r}", EXIT_BAD_INPUT)
         tags[key] = text
     return tags
+
+
+def _words(error: ssl.SSLError) -> str:
+    """OpenSSL's reason (NO_CERTIFICATE_OR_CRL_FOUND) as words."""
+    return str(error.reason or error).replace("_", " ").lower()
 
 
 def register(app: typer.Typer) -> None:
@@ -61,9 +68,16 @@ def register(app: typer.Typer) -> None:
         drain_grace: Annotated[
             float, typer.Option(min=0, help="On SIGTERM, seconds runs may go on.")
         ] = 60.0,
+        ca: Annotated[
+            Path | None,
+            typer.Option(
+                help="CA bundle (PEM) to verify https servers' certificates with "
+                "[default: the system's trust store]"
+            ),
+        ] = None,
     ) -> None:
         """Run jobs of the given pools on this host, for the servers at --server."""
-        from belfry.worker.http_link import FatalWorkerError
+        from belfry.worker.http_link import FatalWorkerError, tls_context
         from belfry.worker.main import WorkerConfig, run_worker
 
         servers = [
@@ -84,6 +98,15 @@ def register(app: typer.Typer) -> None:
             memory_mb = parse_memory_mb(memory) if memory is not None else None
         except ValueError as error:
             raise CliError(f"--memory: {error}", EXIT_BAD_INPUT) from None
+        try:
+            tls = tls_context(ca)
+        except OSError as error:
+            raise CliError(f"--ca: cannot read {ca}: {error.strerror}", EXIT_BAD_INPUT) from None
+        except ssl.SSLError as error:
+            raise CliError(
+                f"--ca: {ca}: not a PEM bundle of CA certificates ({_words(error)})",
+                EXIT_BAD_INPUT,
+            ) from None
         config = WorkerConfig(
             servers=servers,
             token=secret,
@@ -94,6 +117,7 @@ def register(app: typer.Typer) -> None:
             memory_mb=memory_mb,
             name=name,
             drain_grace=drain_grace,
+            tls=tls,
         )
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -12,6 +12,9 @@ Nothing is half loaded: every problem in every file is collected first, then
     jobs.yaml:12: jobs[1].timezone: unknown time zone 'Mars/Base' (use an IANA name ...)
     jobs.yaml:20: jobs[2].retries.maxx: unknown field (did you mean 'max'?)
 
+A secret env value (``TOKEN: {secret: VALUE}``) is never quoted in a problem, so that a CI
+log of ``belfry validate`` or ``apply`` cannot show it.
+
 Field paths index the ``jobs:`` list from 0, like ``jq`` and ``yq``; problems with a whole
 file use the field ``file`` (not found, too large, not a mapping) or ``yaml`` (syntax). The
 line is that of the offending key (unknown keys) or value (bad values; the key's line for an
@@ -38,6 +41,7 @@ from ruamel.yaml.error import YAMLError
 
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
 from belfry.core.durations import parse_duration
+from belfry.core.env_secrets import secret_input_problems
 from belfry.core.jobs import JobKey, JobSpec
 
 __all__ = [
@@ -393,6 +397,12 @@ class _Loader:
             "a job (a mapping with name, schedule and command)",
         )
         if spec is None:
+            return
+        stored_forms = secret_input_problems(spec.env)
+        for name, message in stored_forms:
+            path, line = _locate(node, prefix, job_line, ("env", name), on_key=False)
+            self._problem(file, line, path, message)
+        if stored_forms:
             return
         location = SourceLocation(file, job_line)
         first = self._sources.get(spec.key)

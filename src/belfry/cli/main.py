@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from belfry.cli import (
+    commands_accounts,
     commands_calendars,
     commands_cluster,
     commands_jobs,
@@ -33,6 +34,7 @@ commands_runs.register(app)
 commands_calendars.register(app)
 commands_cluster.register(app)
 commands_worker.register(app)
+commands_accounts.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

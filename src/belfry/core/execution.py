@@ -34,7 +34,10 @@ class RunOrder:
     command: str | list[str] | None
     # Start no earlier than this instant (the worker waits on a monotonic timer).
     start_at: datetime
-    env: dict[str, str] = field(default_factory=dict)
+    # Secret values are in here in the clear (the run needs them): kept out of reprs.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    # The job's secret values: masked as *** wherever the run's output shows them.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     working_dir: str | None = None
     timeout_seconds: float | None = None
     kill_grace_seconds: float = 10.0

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from belfry.core.durations import format_duration, parse_duration
+from belfry.core.env_secrets import EnvValue, redacted_env
 from belfry.core.names import NAME_RULE, is_valid_name
 from belfry.core.schedules import (
     DstGap,
@@ -199,7 +200,9 @@ class JobSpec(_Strict):
     retries: RetrySpec = Field(default_factory=RetrySpec)
     success_exit_codes: list[int] = Field(default_factory=lambda: [0])
     failure_pattern: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    # A value is a string or a secret (``belfry.core.env_secrets``): ``{secret: VALUE}``
+    # from users, stored sealed, shown as ``{keep: true}``.
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     working_dir: str | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
@@ -261,7 +264,7 @@ class JobSpec(_Strict):
 
     @field_validator("env")
     @classmethod
-    def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _valid_env(cls, value: dict[str, EnvValue]) -> dict[str, EnvValue]:
         for key in value:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
@@ -301,5 +304,10 @@ class JobSpec(_Strict):
         return bound_schedule(schedule, self.start, self.end)
 
     def to_document(self) -> dict[str, Any]:
-        """The spec as JSON-ready data, without defaults (what ``export`` writes)."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The spec as JSON-ready data, without defaults (what ``export`` writes, the API
+        shows and the audit log keeps): every secret as ``{keep: true}``, never its value
+        nor its sealed form."""
+        document = self.model_dump(mode="json", exclude_defaults=True)
+        if "env" in document:
+            document["env"] = redacted_env(self.env)
+        return document

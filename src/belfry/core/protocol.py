@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 # Bump when a message changes incompatibly; servers refuse workers of another version.
-PROTOCOL_VERSION = 1
+# 2: orders carry the secret values the worker must mask in the output (a worker of
+# version 1 would ignore them and let secrets through).
+PROTOCOL_VERSION = 2
 HEARTBEAT_SECONDS = 3.0
 LEASE_SECONDS = 10.0
 LOST_AFTER_SECONDS = 15.0

@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.states import Actor, RunState
 
 __all__ = [
+    "AuditEntry",
+    "AuditRecord",
     "CalendarRecord",
     "Fence",
+    "GrantRecord",
     "JobAdvance",
     "JobRecord",
     "JobWrite",
@@ -22,9 +26,11 @@ __all__ = [
     "OutputChunk",
     "RunEvent",
     "RunRecord",
+    "SessionRecord",
     "TokenRecord",
     "Transition",
     "Trigger",
+    "UserRecord",
     "WorkerRecord",
 ]
 
@@ -170,9 +176,65 @@ class OutputChunk:
 class TokenRecord:
     id: int
     name: str
-    role: str  # admin | worker
+    role: str  # admin (a global admin's, made on a server host) | worker | user
     pools: list[str]
     created_at: datetime
+    # A user token acts as this user.
+    user_id: int | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    global_admin: bool
+    disabled: bool
+    created_at: datetime
+    # argon2id; never leaves the services (None: this user cannot log in with a password).
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """``user`` holds ``role`` on ``group`` (``*``: every group)."""
+
+    user: str
+    group: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A logged-in browser: its user and the token its forms must carry (CSRF)."""
+
+    user_id: int
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change or action: who, from where, what, and the thing before and after."""
+
+    actor: str
+    action: str
+    address: str | None = None
+    group: str | None = None
+    target: str | None = None
+    before: Any = None  # JSON-compatible
+    after: Any = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    entry: AuditEntry
 
 
 @dataclass(frozen=True)

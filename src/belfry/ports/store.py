@@ -7,7 +7,7 @@ and out are aware UTC datetimes with microsecond precision. The contract test su
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -24,16 +24,16 @@ from belfry.core.records import (
     OutputChunk,
     RunEvent,
     RunRecord,
-    TokenRecord,
     Transition,
     WorkerRecord,
 )
 from belfry.core.states import Actor, RunState
+from belfry.ports.accounts import AccountStore
 
 __all__ = ["Store"]
 
 
-class Store(Protocol):
+class Store(AccountStore, Protocol):
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
         self,
@@ -114,8 +114,10 @@ class Store(Protocol):
         states: Sequence[RunState] | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest (highest id) first; filters combine with AND."""
+        """Runs, newest (highest id) first; filters combine with AND (``groups``: only
+        runs of jobs in those groups)."""
         ...
 
     async def due_runs(
@@ -184,15 +186,6 @@ class Store(Protocol):
         number deleted.
         """
         ...
-
-    # -- tokens -----------------------------------------------------------------------------
-    async def create_token(
-        self, name: str, role: str, pools: Sequence[str], secret_hash: str, now: datetime
-    ) -> TokenRecord: ...
-
-    async def find_token(self, secret_hash: str) -> TokenRecord | None: ...
-
-    async def count_tokens(self) -> int: ...
 
     # -- workers ----------------------------------------------------------------------------
     async def save_worker(self, worker: WorkerRecord) -> WorkerRecord:

@@ -6,17 +6,25 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
-from belfry.core.records import JobRecord, TokenRecord
+from belfry.core.permissions import Permission, Principal
+from belfry.core.records import AuditEntry, JobRecord, RunRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
-from belfry.server.dependencies import NodeDep, TokenDep
+from belfry.server.accounts_api import accounts_router
+from belfry.server.dependencies import (
+    NodeDep,
+    UserDep,
+    address_of,
+    require,
+    require_global_admin,
+)
 from belfry.server.node import Node
 from belfry.server.schemas import (
     ApplyRequest,
@@ -40,15 +48,9 @@ from belfry.server.schemas import (
 )
 from belfry.server.worker_api import worker_router
 from belfry.services.database_time import MAX_CLOCK_OFFSET
-from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
+from belfry.services.jobs import ApplyResult, CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
-
-
-async def _admin(token: TokenDep) -> TokenRecord:
-    if token.role != "admin":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token may not use this endpoint")
-    return token
 
 
 async def _job(node: Node, group: str, name: str) -> JobRecord:
@@ -59,17 +61,32 @@ async def _job(node: Node, group: str, name: str) -> JobRecord:
 
 
 def _router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_admin)])
+    # Every route is for people (and admin tokens); each checks the caller's role on the
+    # group it touches.
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_user_only)])
 
     @api.get("/jobs", response_model=list[JobSummary])
-    async def list_jobs(node: NodeDep, group: str | None = None) -> list[JobSummary]:
+    async def list_jobs(
+        node: NodeDep, caller: UserDep, group: str | None = None
+    ) -> list[JobSummary]:
+        """The jobs of the groups the caller may read (or of ``group``)."""
+        if group is not None:
+            require(caller, Permission.READ, group)
         jobs = await node.jobs.list(group)
+        readable = caller.readable_groups()
+        if readable is not None:
+            jobs = [job for job in jobs if job.key.group in readable]
         return [await _summary(node, job) for job in jobs]
 
     @api.get("/jobs/{group}/{name}", response_model=JobDetail)
     async def show_job(
-        node: NodeDep, group: str, name: str, runs: Annotated[int, Query(ge=1, le=500)] = 20
+        node: NodeDep,
+        caller: UserDep,
+        group: str,
+        name: str,
+        runs: Annotated[int, Query(ge=1, le=500)] = 20,
     ) -> JobDetail:
+        require(caller, Permission.READ, group)
         job = await _job(node, group, name)
         recent = await node.store.list_runs(job_id=job.id, limit=runs)
         explanation = await node.jobs.explain(job, datetime.now(UTC), 5)
@@ -86,6 +103,7 @@ def _router() -> APIRouter:
     @api.get("/jobs/{group}/{name}/explain", response_model=ExplanationOut)
     async def explain_job(
         node: NodeDep,
+        caller: UserDep,
         group: str,
         name: str,
         from_: Annotated[datetime | None, Query(alias="from")] = None,
@@ -93,6 +111,7 @@ def _router() -> APIRouter:
     ) -> ExplanationOut:
         """The job's next runs as its scheduler sees them (its calendars included), with
         every occurrence DST or a calendar moves, defers, skips or drops marked."""
+        require(caller, Permission.READ, group)
         job = await _job(node, group, name)
         after = from_ or datetime.now(UTC)
         if after.tzinfo is None:
@@ -103,15 +122,44 @@ def _router() -> APIRouter:
         return ExplanationOut.model_validate(explanation.to_json())
 
     @api.delete("/jobs/{group}/{name}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_job(node: NodeDep, group: str, name: str) -> None:
+    async def delete_job(
+        node: NodeDep, caller: UserDep, request: Request, group: str, name: str
+    ) -> None:
+        require(caller, Permission.EDIT, group)
+        job = await _job(node, group, name)
         try:
-            await node.jobs.delete(JobKey(group=group, name=name))
+            await node.jobs.delete(job.key)
         except UnknownJob as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        await node.audit.record(
+            caller,
+            "job.delete",
+            address=address_of(request),
+            group=group,
+            target=str(job.key),
+            before=job.spec.to_document(),
+        )
 
     @api.post("/apply", response_model=ApplyResponse)
-    async def apply(node: NodeDep, request: ApplyRequest) -> ApplyResponse:
+    async def apply(
+        node: NodeDep, caller: UserDep, http: Request, request: ApplyRequest
+    ) -> ApplyResponse:
+        """Make the jobs of the groups in the request match it (editor on each group);
+        calendars it would change need a global admin."""
+        for group in sorted({spec.group for spec in request.jobs}):
+            require(caller, Permission.EDIT, group)
         try:
+            if request.calendars and not caller.global_admin:
+                preview = await node.jobs.apply(
+                    request.jobs, calendars=request.calendars, prune=request.prune, dry_run=True
+                )
+                changed = [c.job for c in preview.calendar_changes if c.action != "unchanged"]
+                if changed:
+                    raise HTTPException(
+                        status.HTTP_403_FORBIDDEN,
+                        f"{caller.name} may not change calendars ({', '.join(changed)}): "
+                        "calendars are shared by all groups (global admins only)",
+                    )
             result = await node.jobs.apply(
                 request.jobs,
                 calendars=request.calendars,
@@ -120,6 +168,8 @@ def _router() -> APIRouter:
             )
         except ValueError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        if not result.dry_run:
+            await node.audit.record_many(_apply_entries(caller, address_of(http), request, result))
         return ApplyResponse(
             dry_run=result.dry_run,
             changes=[
@@ -152,50 +202,99 @@ def _router() -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
     @api.put("/calendars/{name}", response_model=CalendarOut)
-    async def put_calendar(node: NodeDep, name: str, spec: CalendarSpec) -> CalendarOut:
-        """Create or replace one calendar (the same checks as ``apply``)."""
+    async def put_calendar(
+        node: NodeDep, caller: UserDep, request: Request, name: str, spec: CalendarSpec
+    ) -> CalendarOut:
+        """Create or replace one calendar (the same checks as ``apply``; global admins)."""
+        require_global_admin(caller)
         if spec.name != name:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 f"name: the body names {spec.name!r} but the path {name!r}",
             )
         try:
-            await node.jobs.apply([], calendars=[spec])
+            result = await node.jobs.apply([], calendars=[spec])
         except ValueError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        for change in result.calendar_changes:
+            if change.action != "unchanged":
+                await node.audit.record(
+                    caller,
+                    f"calendar.{change.action}",
+                    address=address_of(request),
+                    target=name,
+                    after=spec.model_dump(mode="json", exclude_defaults=True),
+                )
         return CalendarOut.of(await node.jobs.get_calendar(name))
 
     @api.delete("/calendars/{name}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_calendar(node: NodeDep, name: str) -> None:
+    async def delete_calendar(node: NodeDep, caller: UserDep, request: Request, name: str) -> None:
+        require_global_admin(caller)
         try:
             await node.jobs.delete_calendar(name)
         except UnknownCalendar as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
         except CalendarInUse as error:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        await node.audit.record(caller, "calendar.delete", address=address_of(request), target=name)
 
     @api.post("/jobs/{group}/{name}/run", response_model=TriggerOut, status_code=201)
-    async def run_now(node: NodeDep, group: str, name: str) -> TriggerOut:
+    async def run_now(
+        node: NodeDep, caller: UserDep, request: Request, group: str, name: str
+    ) -> TriggerOut:
+        require(caller, Permission.OPERATE, group)
         job = await _job(node, group, name)
         made = await node.runs.trigger(job)
         if not made:
             # Another trigger of this job took the very same microsecond.
             raise HTTPException(status.HTTP_409_CONFLICT, "triggered twice at once; try again")
+        await node.audit.record(
+            caller,
+            "job.run",
+            address=address_of(request),
+            group=group,
+            target=str(job.key),
+            after={"runs": [run.id for run in made]},
+        )
         return TriggerOut.of_runs(made)
 
     @api.post("/jobs/{group}/{name}/pause", response_model=JobSummary)
     async def pause(
-        node: NodeDep, group: str, name: str, body: PauseRequest | None = None
+        node: NodeDep,
+        caller: UserDep,
+        request: Request,
+        group: str,
+        name: str,
+        body: PauseRequest | None = None,
     ) -> JobSummary:
-        return await _set_paused(node, group, name, True, body.note if body else None)
+        require(caller, Permission.OPERATE, group)
+        note = body.note if body else None
+        summary = await _set_paused(node, group, name, True, note)
+        await node.audit.record(
+            caller,
+            "job.pause",
+            address=address_of(request),
+            group=group,
+            target=f"{group}/{name}",
+            after={"note": note},
+        )
+        return summary
 
     @api.post("/jobs/{group}/{name}/resume", response_model=JobSummary)
-    async def resume(node: NodeDep, group: str, name: str) -> JobSummary:
-        return await _set_paused(node, group, name, False, None)
+    async def resume(
+        node: NodeDep, caller: UserDep, request: Request, group: str, name: str
+    ) -> JobSummary:
+        require(caller, Permission.OPERATE, group)
+        summary = await _set_paused(node, group, name, False, None)
+        await node.audit.record(
+            caller, "job.resume", address=address_of(request), group=group, target=f"{group}/{name}"
+        )
+        return summary
 
     @api.get("/runs", response_model=list[RunOut])
     async def list_runs(
         node: NodeDep,
+        caller: UserDep,
         job: str | None = None,
         state: list[RunState] | None = Query(default=None),
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -207,17 +306,20 @@ def _router() -> APIRouter:
                 key = JobKey.parse(job)
             except ValueError as error:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+            require(caller, Permission.READ, key.group)
             job_id = (await _job(node, key.group, key.name)).id
         runs = await node.store.list_runs(
-            job_id=job_id, states=state, limit=limit, before_id=before
+            job_id=job_id,
+            states=state,
+            limit=limit,
+            before_id=before,
+            groups=caller.readable_groups(),
         )
         return [RunOut.of(run) for run in runs]
 
     @api.get("/runs/{run_id}", response_model=RunDetail)
-    async def show_run(node: NodeDep, run_id: int) -> RunDetail:
-        run = await node.store.get_run(run_id)
-        if run is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+    async def show_run(node: NodeDep, caller: UserDep, run_id: int) -> RunDetail:
+        run = await _run(node, caller, run_id, Permission.READ)
         events = await node.store.run_events(run_id)
         return RunDetail(
             **RunOut.of(run).model_dump(), events=[EventOut.of(event) for event in events]
@@ -226,6 +328,7 @@ def _router() -> APIRouter:
     @api.get("/runs/{run_id}/output", response_model=OutputPage)
     async def run_output(
         node: NodeDep,
+        caller: UserDep,
         run_id: int,
         after: int = -1,
         wait: Annotated[float, Query(ge=0, le=60)] = 0,
@@ -233,9 +336,7 @@ def _router() -> APIRouter:
     ) -> OutputPage:
         """Output chunks after ``after``; with ``wait``, a long poll that returns as soon
         as there is new output or the run ends."""
-        run = await node.store.get_run(run_id)
-        if run is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+        run = await _run(node, caller, run_id, Permission.READ)
         chunks = await node.store.read_output(run_id, after, limit)
         if not chunks and wait > 0 and not is_final(run.state):
             await node.runs.watchers.wait(run_id, wait)
@@ -248,7 +349,8 @@ def _router() -> APIRouter:
         return OutputPage(run=RunOut.of(run), chunks=[ChunkOut.of(c) for c in chunks], done=done)
 
     @api.post("/runs/{run_id}/kill", response_model=RunOut)
-    async def kill(node: NodeDep, run_id: int) -> RunOut:
+    async def kill(node: NodeDep, caller: UserDep, request: Request, run_id: int) -> RunOut:
+        before = await _run(node, caller, run_id, Permission.OPERATE)
         run = await node.runs.kill(run_id)
         if run is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
@@ -256,10 +358,18 @@ def _router() -> APIRouter:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"run {run_id} already ended: {run.state.value}"
             )
+        await node.audit.record(
+            caller,
+            "run.kill",
+            address=address_of(request),
+            group=before.job.split("/", 1)[0],
+            target=f"run {run_id} ({before.job})",
+            before={"state": before.state.value},
+        )
         return RunOut.of(run)
 
     @api.get("/cluster", response_model=ClusterOut)
-    async def cluster(node: NodeDep) -> ClusterOut:
+    async def cluster(node: NodeDep, caller: UserDep) -> ClusterOut:
         """Server nodes and workers: pools, tags, capacity, state and load."""
         workers = await node.store.list_workers()
         active = await node.store.runs_in_states(sorted(ACTIVE_STATES))
@@ -290,6 +400,61 @@ def _router() -> APIRouter:
         )
 
     return api
+
+
+async def _user_only(caller: UserDep) -> None:
+    """Router-wide: no endpoint here answers anonymous callers or worker tokens."""
+
+
+async def _run(node: Node, caller: Principal, run_id: int, permission: Permission) -> RunRecord:
+    run = await node.store.get_run(run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
+    require(caller, permission, run.job.split("/", 1)[0])
+    return run
+
+
+def _apply_entries(
+    caller: Principal, address: str | None, request: ApplyRequest, result: ApplyResult
+) -> list[AuditEntry]:
+    """One audit entry per job or calendar the apply changed, with before and after."""
+    specs = {str(spec.key): spec for spec in request.jobs}
+    entries = []
+    for change in result.changes:
+        if change.action == "unchanged":
+            continue
+        before: Any = None
+        after: Any = None
+        if change.action == "create":
+            after = specs[change.job].to_document()
+        elif change.action == "update":
+            before = {key: pair[0] for key, pair in change.fields.items()}
+            after = {key: pair[1] for key, pair in change.fields.items()}
+        entries.append(
+            AuditEntry(
+                actor=caller.name,
+                action=f"job.{change.action}",
+                address=address,
+                group=change.job.split("/", 1)[0],
+                target=change.job,
+                before=before,
+                after=after,
+            )
+        )
+    calendars = {spec.name: spec for spec in request.calendars}
+    for change in result.calendar_changes:
+        if change.action != "unchanged":
+            spec = calendars.get(change.job)
+            entries.append(
+                AuditEntry(
+                    actor=caller.name,
+                    action=f"calendar.{change.action}",
+                    address=address,
+                    target=change.job,
+                    after=spec.model_dump(mode="json", exclude_defaults=True) if spec else None,
+                )
+            )
+    return entries
 
 
 async def _set_paused(
@@ -345,5 +510,10 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok", "clock": "ok"})
 
     app.include_router(_router())
+    app.include_router(accounts_router())
     app.include_router(worker_router())
+    # Added last, so outermost of the app's middleware: an oversized body is refused first.
+    from belfry.server.request_limits import RequestSizeLimit
+
+    app.add_middleware(RequestSizeLimit, max_bytes=node.settings.max_request_bytes)
     return app

@@ -1,18 +1,40 @@
-"""What every endpoint may ask FastAPI for: this server's node, and the caller's token."""
+"""What every endpoint may ask FastAPI for: this server's node, and who is calling.
+
+A caller is a bearer token (``Authorization: Bearer …``) or a browser session (the
+``belfry_session`` cookie). A session's state-changing requests must carry its CSRF token
+in the ``X-CSRF-Token`` header: a cookie alone, which another site can make a browser
+send, changes nothing. Bearer requests need no CSRF token (no browser sends one by itself).
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from belfry.core.records import TokenRecord
+from belfry.core.permissions import Permission, Principal
 from belfry.server.node import Node
 
-__all__ = ["NodeDep", "TokenDep"]
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "CallerDep",
+    "NodeDep",
+    "UserDep",
+    "WorkerCallerDep",
+    "address_of",
+    "require",
+    "require_global_admin",
+]
+
+SESSION_COOKIE = "belfry_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _bearer = HTTPBearer(auto_error=False)
+_session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False)
 
 
 def _node(request: Request) -> Node:
@@ -23,25 +45,78 @@ def _node(request: Request) -> Node:
 NodeDep = Annotated[Node, Depends(_node)]
 
 
-async def _token(
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def _caller(
+    request: Request,
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenRecord:
-    """The caller's token (admin or worker); 401 without a valid one."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    token = await node.tokens.authenticate(credentials.credentials)
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return token
+    session: Annotated[str | None, Depends(_session_cookie)],
+) -> Principal:
+    """Who is calling; 401 without valid credentials."""
+    if credentials is not None:
+        principal = await node.tokens.authenticate(credentials.credentials)
+        if principal is None:
+            raise _unauthorized("invalid, expired or revoked token")
+        return principal
+    if session is not None:
+        found = await node.accounts.session(session)
+        if found is None:
+            raise _unauthorized("session expired: log in again")
+        principal, csrf = found
+        if request.method not in _SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not secrets.compare_digest(sent.encode(), csrf.encode()):
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, f"missing or wrong {CSRF_HEADER} header"
+                )
+        return principal
+    raise _unauthorized("missing bearer token or session")
 
 
-TokenDep = Annotated[TokenRecord, Depends(_token)]
+CallerDep = Annotated[Principal, Depends(_caller)]
+
+
+async def _user(caller: CallerDep) -> Principal:
+    """A person (or an admin token): a worker token may only speak the worker protocol."""
+    if caller.is_worker:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a worker token may not use this endpoint")
+    return caller
+
+
+UserDep = Annotated[Principal, Depends(_user)]
+
+
+async def _worker_caller(caller: CallerDep) -> Principal:
+    if not caller.is_worker and not caller.global_admin:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "only worker tokens (or global admins) speak to workers"
+        )
+    return caller
+
+
+WorkerCallerDep = Annotated[Principal, Depends(_worker_caller)]
+
+
+def require(caller: Principal, permission: Permission, group: str) -> None:
+    """403 unless ``caller`` has ``permission`` on ``group``."""
+    if not caller.can(permission, group):
+        role = permission.least_role.value
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"{caller.name} may not {permission.value} group {group!r} (needs {role})",
+        )
+
+
+def require_global_admin(caller: Principal) -> None:
+    if not caller.global_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{caller.name} is not a global admin")
+
+
+def address_of(request: Request) -> str | None:
+    """The caller's address as this server sees it (proxies' headers are not trusted)."""
+    return request.client.host if request.client else None

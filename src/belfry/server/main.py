@@ -50,6 +50,9 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Checked by the CLI before the node opens (both or neither, readable, a pair).
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     server = _Server(config, node.begin_shutdown)
     announce(f"Belfry {__version__} serving at {settings.public_url}")
@@ -58,6 +61,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
     if node.first_admin_token:
         announce(f"  first admin token (shown once; also in {settings.admin_token_file}):")
         announce(f"    {node.first_admin_token}")
+    if node.first_admin_password:
+        password_file = settings.admin_token_file.with_name("admin-password")
+        announce(f"  first login: admin / {node.first_admin_password}")
+        announce(f"    (shown once; also in {password_file})")
     await server.serve()
     if not server.started:
         await node.close()

@@ -18,11 +18,15 @@ from belfry.core.records import Fence
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.server.embedded import EmbeddedLink
+from belfry.server.secret_key import server_secret_box
 from belfry.server.settings import Settings
 from belfry.server.single_node import hold_sqlite_lock
+from belfry.services.accounts import AccountService
+from belfry.services.audit import AuditLog
 from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
+from belfry.services.login_throttle import LoginThrottle
 from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
@@ -46,6 +50,9 @@ class Node:
     scheduler: Scheduler
     pruner: Pruner
     tokens: TokenService
+    accounts: AccountService
+    audit: AuditLog
+    login_throttle: LoginThrottle
     workers: WorkerService
     agent: Agent | None
     embedded_name: str | None = None
@@ -53,11 +60,13 @@ class Node:
     election: LeaderElection | None = None
     _leading: list[asyncio.Task[None]] = field(default_factory=list)
     first_admin_token: str | None = None
+    first_admin_password: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Node:
+        secrets = server_secret_box(settings)  # seals jobs' secret env values
         url = settings.database_url
         lock_fd = None
         if url.startswith("sqlite:///"):
@@ -69,7 +78,7 @@ class Node:
         clock: Clock = DatabaseTime(SystemClock()) if shared else SystemClock()
         # Servers sharing a database: runs made by the leader are not announced to the
         # others in process, so their long polls look at the store twice a second.
-        runs = RunService(store, clock, recheck=0.5 if shared else None)
+        runs = RunService(store, clock, recheck=0.5 if shared else None, secrets=secrets)
         # A job applied through another server does not wake this one's scheduler: with a
         # shared database it looks at the cursors twice a second when idle.
         scheduler = Scheduler(
@@ -78,9 +87,10 @@ class Node:
             on_runs_created=runs.new_work.ring,
             idle_recheck=0.5 if shared else 30.0,
         )
-        jobs = JobService(store, clock, on_change=scheduler.wake)
+        jobs = JobService(store, clock, on_change=scheduler.wake, secrets=secrets)
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
         tokens = TokenService(store, clock)
+        accounts = AccountService(store, clock)
         workers = WorkerService(store, clock, runs, version=__version__)
         agent = None
         guardian = None
@@ -105,6 +115,9 @@ class Node:
             scheduler,
             pruner,
             tokens,
+            accounts,
+            AuditLog(store, clock),
+            LoginThrottle(clock),
             workers,
             agent,
             embedded_name=embedded_name,
@@ -115,7 +128,9 @@ class Node:
             # Said hello like any worker, listing no runs: what the previous server
             # process ran is marked lost (and retried where the job asks).
             await node._embedded_hello()
+        await node.jobs.unreadable_secrets()  # logs secrets sealed under another key
         node.first_admin_token = await node._bootstrap_admin()
+        node.first_admin_password = await node._bootstrap_admin_user()
         return node
 
     @property
@@ -128,12 +143,19 @@ class Node:
         if await self.tokens.any_exist():
             return None
         secret, _ = await self.tokens.create("first-admin", "admin")
-        path = self.settings.admin_token_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secret + "\n")
+        _write_private(self.settings.admin_token_file, secret)
         return secret
+
+    async def _bootstrap_admin_user(self) -> str | None:
+        """First start: a global admin ``admin`` with a random password, printed once and
+        kept in a 0600 file beside the token (there is no default password)."""
+        created = await self.accounts.ensure_first_admin()
+        if created is None:
+            return None
+        _, password = created
+        _write_private(self.settings.admin_token_file.with_name("admin-password"), password)
+        await self.audit.record("belfry", "user.create", target="admin", after={"admin": True})
+        return password
 
     def start_background(self) -> None:
         if self.shared_database:
@@ -249,3 +271,11 @@ class Node:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _write_private(path: Path, secret: str) -> None:
+    """A secret in a file only this server's user can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")

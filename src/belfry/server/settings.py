@@ -8,12 +8,25 @@ from pathlib import Path
 
 from belfry.services.retention import RetentionDefaults
 
-__all__ = ["DEFAULT_LISTEN", "DEFAULT_PORT", "Settings", "default_state_dir"]
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_PORT",
+    "MIN_MAX_REQUEST_BYTES",
+    "Settings",
+    "default_state_dir",
+]
 
 # Not used by common services (PostgreSQL 5432, MySQL 3306, Redis 6379, RabbitMQ 5672,
 # HTTP alternates 8000/8080/8888).
 DEFAULT_PORT = 7711
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+# Far above any real request (an apply of thousands of jobs, a worker's report batch), far
+# below what would hurt a server that must hold a request's JSON in memory to parse it.
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# A worker's largest single report must pass: one output chunk (up to the 256 KiB tail a
+# run's output keeps), JSON-escaped up to six bytes per character.
+MIN_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
 def default_state_dir() -> Path:
@@ -38,6 +51,18 @@ class Settings:
     retention: RetentionDefaults = field(default_factory=RetentionDefaults)
     prune_interval: float = 60.0
     log_level: str = "info"
+    # Serve HTTPS with this certificate chain and private key (PEM); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Request bodies larger than this are refused with 413 before they are read whole.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # The key that seals jobs' secret env values (None: secret.key in state_dir, created at
+    # the first start). Servers sharing a database must all be given the same file.
+    secret_key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
 
     @property
     def database_url(self) -> str:
@@ -50,4 +75,6 @@ class Settings:
     @property
     def public_url(self) -> str:
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
-        return f"http://{host}:{self.port}"
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"

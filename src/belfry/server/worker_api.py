@@ -19,7 +19,7 @@ from belfry.core.protocol import (
     Reports,
     Welcome,
 )
-from belfry.server.dependencies import NodeDep, TokenDep
+from belfry.server.dependencies import NodeDep, WorkerCallerDep
 from belfry.services.runs import FreeCapacity
 from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone
 
@@ -38,8 +38,8 @@ def worker_router() -> APIRouter:
     api = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
     @api.post("/hello", response_model=Welcome)
-    async def hello(node: NodeDep, token: TokenDep, body: Hello) -> Welcome:
-        pools = None if token.role == "admin" else token.pools
+    async def hello(node: NodeDep, caller: WorkerCallerDep, body: Hello) -> Welcome:
+        pools = None if caller.worker_pools is None else list(caller.worker_pools)
         try:
             result = await node.workers.hello(body, pools)
         except ProtocolMismatch as error:
@@ -49,7 +49,9 @@ def worker_router() -> APIRouter:
         return Welcome(name=result.worker.name, server_version=__version__, kills=result.kills)
 
     @api.post("/{name}/claim", response_model=ClaimReply)
-    async def claim(node: NodeDep, token: TokenDep, name: str, body: ClaimRequest) -> ClaimReply:
+    async def claim(
+        node: NodeDep, caller: WorkerCallerDep, name: str, body: ClaimRequest
+    ) -> ClaimReply:
         free = FreeCapacity(body.free.slots, body.free.cpu, body.free.memory_mb)
         try:
             assignment = await node.workers.claim(name, free, body.wait)
@@ -61,7 +63,7 @@ def worker_router() -> APIRouter:
 
     @api.post("/{name}/heartbeat", response_model=HeartbeatReply)
     async def heartbeat(
-        node: NodeDep, token: TokenDep, name: str, body: Heartbeat
+        node: NodeDep, caller: WorkerCallerDep, name: str, body: Heartbeat
     ) -> HeartbeatReply:
         try:
             kills = await node.workers.heartbeat(name, body.running, body.draining)
@@ -70,7 +72,7 @@ def worker_router() -> APIRouter:
         return HeartbeatReply(kills=kills)
 
     @api.post("/{name}/reports", status_code=status.HTTP_204_NO_CONTENT)
-    async def reports(node: NodeDep, token: TokenDep, name: str, body: Reports) -> None:
+    async def reports(node: NodeDep, caller: WorkerCallerDep, name: str, body: Reports) -> None:
         try:
             await node.workers.report(name, body)
         except (WorkerGone, UnknownWorker) as error:

@@ -4,12 +4,21 @@ resume, look-ups."""
 from __future__ import annotations
 
 import builtins
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
+from belfry.core.env_secrets import (
+    EnvValue,
+    KeepSecret,
+    SealedSecret,
+    SecretInput,
+    redacted_env,
+    secret_input_problems,
+)
 from belfry.core.explanations import Explanation, explain_schedule
 from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.policies import job_gate
@@ -17,6 +26,7 @@ from belfry.core.records import CalendarRecord, JobRecord, JobWrite, Transition,
 from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.secret_box import SecretBox, SecretUnreadable
 
 __all__ = [
     "ApplyResult",
@@ -26,6 +36,12 @@ __all__ = [
     "UnknownCalendar",
     "UnknownJob",
 ]
+
+
+log = logging.getLogger(__name__)
+
+# How the diff shows a secret given a new value: that it changed, never what to.
+_NEW_SECRET: dict[str, Any] = {"secret": "***"}
 
 
 class UnknownJob(LookupError):
@@ -66,11 +82,32 @@ def _first_cursor(spec: JobSpec, now: datetime) -> datetime | None:
     return spec.parsed_schedule().next_after(now)
 
 
+def _env_diff(
+    before: dict[str, EnvValue], after: dict[str, EnvValue]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An ``env`` change as it may be shown (and audited): secrets as ``{keep: true}``
+    where they stay as stored, ``{secret: "***"}`` where they get a new value."""
+    shown_after = redacted_env(after)
+    for name, value in after.items():
+        if isinstance(value, SealedSecret) and before.get(name) != value:
+            shown_after[name] = dict(_NEW_SECRET)
+    return redacted_env(before), shown_after
+
+
 class JobService:
-    def __init__(self, store: Store, clock: Clock, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        on_change: Callable[[], None],
+        secrets: SecretBox | None = None,
+    ) -> None:
+        """``secrets`` seals the jobs' secret env values (without it, a job with a secret
+        is refused)."""
         self._store = store
         self._clock = clock
         self._on_change = on_change
+        self._secrets = secrets
 
     async def get(self, key: JobKey) -> JobRecord:
         job = await self._store.get_job(key.group, key.name)
@@ -156,8 +193,9 @@ class JobService:
             existing.update({job.key: job for job in await self._store.list_jobs(group)})
         changes: list[JobChange] = []
         writes: list[JobWrite] = []
-        for spec in specs:
-            current = existing.get(spec.key)
+        for given in specs:
+            current = existing.get(given.key)
+            spec = self._seal_secrets(given, current)
             if current is None:
                 changes.append(JobChange(str(spec.key), "create"))
                 writes.append(JobWrite(spec, _first_cursor(spec, now)))
@@ -169,6 +207,8 @@ class JobService:
                 for name, value in after.items()
                 if before.get(name) != value
             }
+            if "env" in diff:
+                diff["env"] = _env_diff(current.spec.env, spec.env)
             if not diff:
                 changes.append(JobChange(str(spec.key), "unchanged"))
                 continue
@@ -201,6 +241,72 @@ class JobService:
             await self._retire_prepared_runs(rescheduled)
             self._on_change()
         return ApplyResult(changes, dry_run, calendar_changes)
+
+    def _seal_secrets(self, spec: JobSpec, current: JobRecord | None) -> JobSpec:
+        """``spec`` as it is stored: each ``{secret: VALUE}`` sealed (the stored sealed
+        value kept when VALUE is the one it holds, so re-applying changes nothing), each
+        ``{keep: true}`` replaced by the stored secret. Raises ValueError naming the field
+        for a secret that cannot be kept, a sealed form given by a user, or a server
+        without a secret key."""
+        where = f"jobs[{spec.key}]"
+        problems = secret_input_problems(spec.env)
+        if problems:
+            name, message = problems[0]
+            raise ValueError(f"{where}.env.{name}: {message}")
+        if all(isinstance(value, str) for value in spec.env.values()):
+            return spec
+        stored = current.spec.env if current is not None else {}
+        env: dict[str, EnvValue] = {}
+        for name, value in spec.env.items():
+            old = stored.get(name)
+            if isinstance(value, KeepSecret):
+                if not isinstance(old, SealedSecret):
+                    raise ValueError(
+                        f"{where}.env.{name}: {{keep: true}} keeps the stored secret, but "
+                        f"there is none (give the value as {{secret: VALUE}})"
+                    )
+                env[name] = old
+            elif isinstance(value, SecretInput):
+                if self._secrets is None:
+                    raise ValueError(
+                        f"{where}.env.{name}: this server has no secret key to seal secrets"
+                    )
+                if isinstance(old, SealedSecret) and self._secrets.matches(old, value.secret):
+                    env[name] = old  # the same value: keep its token, the job is unchanged
+                else:
+                    env[name] = self._secrets.seal(value.secret)
+            else:
+                env[name] = value
+        return spec.model_copy(update={"env": env})
+
+    async def unreadable_secrets(self) -> builtins.list[str]:
+        """``group/name env.NAME`` of every stored secret this server's key cannot open
+        (sealed under another key: its runs would fail); logged as an error at start."""
+        found = [
+            f"{job.key} env.{name}"
+            for job in await self._store.list_jobs()
+            for name, value in job.spec.env.items()
+            if isinstance(value, SealedSecret) and not self._opens(value)
+        ]
+        if found:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            log.error(
+                "%d stored secrets cannot be decrypted with this server's secret key (%s): "
+                "their runs will fail. Give every server the same secret key file, or apply "
+                "the values again.",
+                len(found),
+                shown,
+            )
+        return found
+
+    def _opens(self, sealed: SealedSecret) -> bool:
+        if self._secrets is None:
+            return False
+        try:
+            self._secrets.open(sealed)
+        except SecretUnreadable:
+            return False
+        return True
 
     async def _check_calendars(
         self, specs: Sequence[JobSpec], calendars: Sequence[CalendarSpec]

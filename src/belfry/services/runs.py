@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from belfry.core.env_secrets import SealedSecret
 from belfry.core.execution import Assignment, HttpRequest, Outcome, RunOrder
 from belfry.core.jobs import OverlapPolicy
 from belfry.core.policies import OverlapVerdict, decide_overlap, retry_delay
@@ -23,6 +24,7 @@ from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.services.batching import GroupCommit
 from belfry.services.placement import WorkerIdentity, fan_out, wants_workers
+from belfry.services.secret_box import SecretBox, SecretUnreadable
 from belfry.services.wakeups import RunWatchers, Wakeup
 
 __all__ = ["PREPARE_AHEAD", "FreeCapacity", "RunService", "WorkerIdentity"]
@@ -91,11 +93,14 @@ class RunService:
         claim_batch: int = 1000,
         spread: Callable[[], float] = random.random,
         recheck: float | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._claim_lead = claim_lead
         self._claim_batch = claim_batch
+        # Opens the jobs' secret env values for the orders handed to workers.
+        self._secrets = secrets
         self._spread = spread
         self.new_work = Wakeup()
         self.watchers = RunWatchers()
@@ -262,11 +267,28 @@ class RunService:
             return Assignment(kills=kills)
         changed = await self._store.transition(changes, now)
         orders = []
+        unstartable: list[Transition] = []
         for run in changed:
             self.watchers.changed(run.id)
             if run.state is RunState.CLAIMED:
                 self._claimed[run.id] = run
-                orders.append(_order(run, jobs[run.job_id]))
+                try:
+                    orders.append(_order(run, jobs[run.job_id], self._secrets))
+                except SecretUnreadable as error:
+                    # Never run with a wrong environment: the run fails, saying why.
+                    unstartable.append(
+                        Transition(
+                            run.id,
+                            RunState.FAILED,
+                            frozenset({RunState.CLAIMED}),
+                            Actor.SCHEDULER,
+                            reason=f"could not start: {error}",
+                        )
+                    )
+        if unstartable:
+            for run in await self._store.transition(unstartable, self._clock.now()):
+                self._claimed.pop(run.id, None)
+                self.watchers.changed(run.id)
         # Stamped last: time spent in the database must not make the worker start late.
         return Assignment(orders=orders, kills=kills, issued_at=self._clock.now())
 
@@ -482,8 +504,24 @@ def _overlap_keys(job_id: int, worker: str | None) -> list[tuple[int, str | None
     return [(job_id, None)] if worker is None else [(job_id, None), (job_id, worker)]
 
 
-def _order(run: RunRecord, job: JobRecord) -> RunOrder:
+def _order(run: RunRecord, job: JobRecord, secrets: SecretBox | None) -> RunOrder:
+    """The order for ``run``, its job's secrets opened (and listed, to be masked in its
+    output). Raises SecretUnreadable, naming the variable, if one does not open."""
     spec = job.spec
+    env: dict[str, str] = {}
+    for name, value in spec.env.items():
+        if isinstance(value, str):
+            env[name] = value
+            continue
+        if not isinstance(value, SealedSecret):  # apply stores secrets sealed, always
+            raise SecretUnreadable(f"env.{name}: the stored secret is not sealed")
+        if secrets is None:
+            raise SecretUnreadable(f"env.{name}: this server has no secret key to open it")
+        try:
+            env[name] = secrets.open(value)
+        except SecretUnreadable as error:
+            raise SecretUnreadable(f"env.{name}: the secret {error}") from None
+    hidden = tuple(env[name] for name, value in spec.env.items() if not isinstance(value, str))
     http = None
     if spec.http is not None:
         http = HttpRequest(
@@ -500,7 +538,8 @@ def _order(run: RunRecord, job: JobRecord) -> RunOrder:
         attempt=run.attempt,
         command=spec.command,
         start_at=run.not_before,
-        env=dict(spec.env),
+        env=env,
+        secrets=hidden,
         working_dir=spec.working_dir,
         timeout_seconds=spec.timeout.total_seconds() if spec.timeout else None,
         kill_grace_seconds=spec.kill_grace.total_seconds(),

@@ -72,13 +72,17 @@ async def execute(
         scanner = FailureScanner(order.failure_pattern)
     except ValueError as error:
         scanner = FailureScanner(None)
-        output = RunOutput(order.run_id, OutputLimiter(0, 0), scanner, flush_interval)
+        output = RunOutput(
+            order.run_id, OutputLimiter(0, 0), scanner, flush_interval, order.secrets
+        )
         return await _end_unstarted(order, reporter, output, spawn_error=str(error))
     output = RunOutput(
         order.run_id,
         OutputLimiter(output_head_bytes, output_tail_bytes),
         scanner,
         flush_interval,
+        # Masked before anything is scanned, stored or reported.
+        order.secrets,
     )
 
     if not await wait_for_start(order.start_at, kill):

@@ -10,6 +10,8 @@ HTTP, with failover between server replicas, buffered reports, heartbeats and th
 * The lease: when no server has answered for ``lease_seconds``, the worker kills its runs
   itself, because by then the servers are about to declare it lost and may retry them;
   a run must never have a twin. Back in touch, it says hello again.
+* TLS: server certificates are always verified, against the system's trust store or the
+  CA bundle given with ``belfry worker --ca``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,12 +45,33 @@ from belfry.core.protocol import (
 )
 from belfry.core.records import OutputChunk
 
-__all__ = ["FatalWorkerError", "HttpLink", "ServersUnreachable", "WorkerGone"]
+__all__ = [
+    "FatalWorkerError",
+    "HttpLink",
+    "RequestTooLarge",
+    "ServersUnreachable",
+    "WorkerGone",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
 # Reports sent in one request, at most: a burst of output goes out in a few requests.
 _BATCH = 500
+# Output characters in one request, at most: far under the servers' default body limit
+# (10 MiB) even when every character is JSON-escaped to six bytes.
+_BATCH_CHARS = 1024 * 1024
+
+
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """Verifies servers' certificates and host names: against ``ca_file`` (a PEM bundle)
+    alone, or else the system's trust store. OSError if the file cannot be read,
+    ssl.SSLError if it holds no certificate."""
+    if ca_file is None:
+        return ssl.create_default_context()
+    # Read first: a missing file then fails with its own OSError, not a generic SSL one.
+    ca_file.read_bytes()
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 class FatalWorkerError(Exception):
@@ -55,6 +80,10 @@ class FatalWorkerError(Exception):
 
 class ServersUnreachable(ConnectionError):
     """No server answered."""
+
+
+class RequestTooLarge(FatalWorkerError):
+    """A server refused a request's body as too large (HTTP 413)."""
 
 
 class WorkerGone(Exception):
@@ -74,6 +103,7 @@ class HttpLink:
         draining: Callable[[], bool],
         kill: Callable[[list[int]], None],
         timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not servers:
             raise ValueError("give at least one server URL")
@@ -87,6 +117,9 @@ class HttpLink:
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            # Never unverified: the system's trust store unless a CA bundle is given (httpx
+            # would otherwise trust certifi's bundle, not the host's own CAs).
+            verify=tls or tls_context(),
         )
         self._name = hello.name
         self.heartbeat_seconds = 3.0
@@ -112,7 +145,8 @@ class HttpLink:
     async def _call(self, path: str, body: Any, *, timeout: float | None = None) -> Any:
         """POST ``body`` to the current server, trying each server once if need be.
 
-        Raises WorkerGone (410), FatalWorkerError (401/403/426), ServersUnreachable."""
+        Raises WorkerGone (410), RequestTooLarge (413), FatalWorkerError (401/403/426 and
+        other 4xx), ServersUnreachable."""
         errors = []
         for _ in range(len(self._servers)):
             url = self.server + path
@@ -124,7 +158,7 @@ class HttpLink:
                     timeout=timeout or self._timeout,
                 )
             except httpx.HTTPError as error:
-                errors.append(f"{self.server}: {type(error).__name__}: {error}".strip())
+                errors.append(f"{self.server}: {_describe(error)}")
                 self._current = (self._current + 1) % len(self._servers)
                 continue
             if response.status_code >= 500:
@@ -137,6 +171,8 @@ class HttpLink:
                 raise WorkerGone(detail)
             if response.status_code == 404 and path.startswith(f"/api/v1/workers/{self._name}"):
                 raise WorkerGone(detail)  # the servers forgot us (a new database?): rejoin
+            if response.status_code == 413:
+                raise RequestTooLarge(f"{self.server}: HTTP 413: {detail}")
             if response.status_code in (401, 403, 426):
                 raise FatalWorkerError(f"{self.server} refused this worker: {detail}")
             if response.status_code >= 400:
@@ -238,12 +274,15 @@ class HttpLink:
 
     async def send_reports_forever(self) -> None:
         delay = 0.2
+        # Reports per request; halved while a server refuses a batch as too large (its
+        # max_request_bytes may be lower than this worker's budget assumes).
+        limit = _BATCH
         while True:
             if not self._queue:
                 self._queued.clear()
                 await self._queued.wait()
             await self._joined.wait()
-            batch = self._queue[:_BATCH]
+            batch = _take_batch(self._queue, limit)
             reports = Reports(
                 started=[r for r in batch if isinstance(r, StartedReport)],
                 output=[r for r in batch if isinstance(r, ChunkReport)],
@@ -256,10 +295,19 @@ class HttpLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            except RequestTooLarge as error:
+                if len(batch) > 1:
+                    limit = max(1, len(batch) // 2)
+                    log.warning("%s; retrying with at most %d reports per request", error, limit)
+                    continue
+                # One report alone is too large for the server: keep the rest flowing.
+                log.error("dropping a report the server will not take: %s", error)
             except WorkerGone as error:
                 # Declared lost: its runs are lost already, so what they report is moot.
                 log.warning("dropping %d reports: %s", len(batch), error)
                 await self._rejoin(str(error))
+            else:
+                limit = _BATCH
             delay = 0.2
             del self._queue[: len(batch)]
             async with self._flushed:
@@ -309,6 +357,38 @@ class HttpLink:
                 self._lease_expired = False
                 with contextlib.suppress(ServersUnreachable):
                     await self._rejoin("back in touch after the lease expired")
+
+
+def _take_batch(
+    queue: list[StartedReport | ChunkReport | FinishedReport], limit: int
+) -> list[StartedReport | ChunkReport | FinishedReport]:
+    """The next reports to send: at most ``limit`` of them and ``_BATCH_CHARS`` of output
+    (always at least one)."""
+    chars = 0
+    for index, report in enumerate(queue[:limit]):
+        if isinstance(report, ChunkReport):
+            chars += len(report.data)
+            if chars > _BATCH_CHARS and index > 0:
+                return queue[:index]
+    return queue[:limit]
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    """Why a request got no answer, in words; an untrusted certificate says what to do."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            if "mismatch" in str(cause.verify_message).lower():
+                return (
+                    f"TLS certificate refused ({cause.verify_message}): the server URL must "
+                    "name a host the certificate is for"
+                )
+            return (
+                f"TLS certificate not trusted ({cause.verify_message}): give the CA that "
+                "signed it with --ca FILE"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(error).__name__}: {error}".strip()
 
 
 def _detail(response: httpx.Response) -> str:

@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from belfry import __version__
 from belfry.core.protocol import PROTOCOL_VERSION, Hello, WorkerCapacity
@@ -34,6 +36,9 @@ class WorkerConfig:
     memory_mb: int | None = None
     name: str | None = None
     drain_grace: float = 60.0
+    # Verifies the servers' certificates (None: the system's trust store); built by the CLI,
+    # where a bad --ca file is a one-line error.
+    tls: ssl.SSLContext | None = None
 
 
 async def run_worker(config: WorkerConfig) -> None:
@@ -63,8 +68,18 @@ async def run_worker(config: WorkerConfig) -> None:
         version=__version__,
         protocol=PROTOCOL_VERSION,
     )
+    for url in config.servers:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and parts.hostname not in {"127.0.0.1", "::1", "localhost"}:
+            log.warning("%s is plain HTTP: the worker token crosses the network unencrypted", url)
     link = HttpLink(
-        config.servers, config.token, hello, running=running, draining=draining, kill=kill
+        config.servers,
+        config.token,
+        hello,
+        running=running,
+        draining=draining,
+        kill=kill,
+        tls=config.tls,
     )
     # Kills the runs' process trees if this process dies without stopping them.
     guardian = Guardian()
@@ -96,7 +111,19 @@ async def run_worker(config: WorkerConfig) -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal)
     try:
-        await link.join()
+        # join() retries until a server answers, which may be never (an untrusted
+        # certificate, a wrong URL): a SIGTERM meanwhile must still stop the worker.
+        joining = asyncio.create_task(link.join(), name="join")
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait([joining, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not joining.done():
+            joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await joining
+            log.info("stopped before joining a server")
+            return
+        joining.result()  # FatalWorkerError: the servers refuse this worker
         tasks = [
             asyncio.create_task(agent.run_forever(), name="agent"),
             asyncio.create_task(link.send_reports_forever(), name="reports"),

@@ -1,14 +1,17 @@
-"""A run's output on its way to the reporter: scanned, capped, then sent in numbered batches.
+"""A run's output on its way to the reporter: secrets masked, scanned, capped, then sent
+in numbered batches.
 
-Shared by the shell and the HTTP executor, so both cap, scan and number output alike.
+Shared by the shell and the HTTP executor, so both mask, cap, scan and number output alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from belfry.core.output import MARKER_STREAM, FailureScanner, OutputLimiter
+from belfry.core.output_masking import SecretMasker
 from belfry.core.records import OutputChunk
 from belfry.worker.reporting import RunReporter
 
@@ -21,10 +24,12 @@ FLUSH_CHARS = 64 * 1024
 class RunOutput:
     """A run's output between flushes.
 
-    Everything written is fed to the failure scanner, and only what the limiter keeps is
-    queued, so memory stays bounded whatever the run writes. ``pump`` sends the queue to
-    the reporter in batches: when ``flush_interval`` has passed since the first waiting
-    piece, or at once when ``FLUSH_CHARS`` are waiting.
+    The job's ``secrets`` are masked first, so neither the stored output nor a failure
+    reason ever shows one (text that may be the start of a secret waits for the next write
+    or the end). Everything written is then fed to the failure scanner, and only what the
+    limiter keeps is queued, so memory stays bounded whatever the run writes. ``pump``
+    sends the queue to the reporter in batches: when ``flush_interval`` has passed since
+    the first waiting piece, or at once when ``FLUSH_CHARS`` are waiting.
     """
 
     def __init__(
@@ -33,8 +38,10 @@ class RunOutput:
         limiter: OutputLimiter,
         scanner: FailureScanner,
         flush_interval: float,
+        secrets: Iterable[str] = (),
     ) -> None:
         self._run_id = run_id
+        self._masker = SecretMasker(secrets)
         self._limiter = limiter
         self._scanner = scanner
         self._interval = flush_interval
@@ -49,6 +56,11 @@ class RunOutput:
     def write(self, stream: str, text: str, *, scan: bool = True) -> None:
         """Output of the run: all of it is scanned (unless ``scan`` is false), only what
         the limiter keeps is sent."""
+        self._pass_on(stream, self._masker.feed(stream, text), scan)
+
+    def _pass_on(self, stream: str, text: str, scan: bool = True) -> None:
+        if not text:
+            return
         if scan and self._scanner.active:
             self._scanner.feed(text, stream)
         for piece in self._limiter.feed(stream, text):
@@ -56,11 +68,13 @@ class RunOutput:
 
     def note(self, text: str) -> None:
         """A message from the executor itself; always stored (there are only a few)."""
-        self._add(MARKER_STREAM, text)
+        self._add(MARKER_STREAM, self._masker.mask(text))
 
     def finish(self) -> str | None:
-        """No more output: queue the limiter's marker and tail, close the batches, and
-        return the first line matching the failure pattern."""
+        """No more output: queue what masking held back, the limiter's marker and tail,
+        close the batches, and return the first line matching the failure pattern."""
+        for stream, text in self._masker.flush_all():
+            self._pass_on(stream, text)
         for piece in self._limiter.finish():
             self._add(piece.stream, piece.data)
         self._closed = True

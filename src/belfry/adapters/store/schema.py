@@ -32,7 +32,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "BigId",
     "UtcDateTime",
+    "audit",
     "calendars",
+    "grants",
     "jobs",
     "leadership",
     "metadata",
@@ -40,7 +42,9 @@ __all__ = [
     "output_chunks",
     "run_events",
     "runs",
+    "sessions",
     "tokens",
+    "users",
     "workers",
 ]
 
@@ -179,15 +183,66 @@ output_chunks = Table(
     PrimaryKeyConstraint("run_id", "seq"),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),  # argon2id; NULL: no password login
+    Column("global_admin", Boolean, nullable=False, server_default=false()),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("group_name", String(200), nullable=False),  # a group, or * for all
+    Column("role", String(16), nullable=False),
+    PrimaryKeyConstraint("user_id", "group_name"),
+)
+
 tokens = Table(
     "tokens",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", Text, nullable=False),
-    Column("role", String(16), nullable=False),
+    Column("role", String(16), nullable=False),  # admin | worker | user
     Column("pools", Text, nullable=False),  # JSON list of pool names
     Column("secret_hash", String(255), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # A user token acts as its user (and dies with it).
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the cookie's value
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("address", Text, nullable=True),
+    Column("action", String(50), nullable=False),
+    Column("group_name", String(200), nullable=True),  # NULL: not about one group
+    Column("target", Text, nullable=True),
+    Column("before", Text, nullable=True),  # JSON
+    Column("after", Text, nullable=True),  # JSON
+    Index(None, "group_name", "id"),
     sqlite_autoincrement=True,
 )
 

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
-    CTE,
     BigInteger,
-    ColumnClause,
     ColumnElement,
     Integer,
     Row,
-    Table,
     Text,
     and_,
     bindparam,
     case,
-    cast,
     column,
     delete,
     func,
@@ -34,13 +29,12 @@ from sqlalchemy import (
     select,
     true,
     update,
-    values,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
+from belfry.adapters.store.accounts import AccountStore
+from belfry.adapters.store.connections import WRITE_OPTION
 from belfry.adapters.store.schema import (
     UtcDateTime,
     calendars,
@@ -50,7 +44,6 @@ from belfry.adapters.store.schema import (
     output_chunks,
     run_events,
     runs,
-    tokens,
     workers,
 )
 from belfry.core.calendars import CalendarSpec
@@ -67,7 +60,6 @@ from belfry.core.records import (
     OutputChunk,
     RunEvent,
     RunRecord,
-    TokenRecord,
     Transition,
     Trigger,
     WorkerRecord,
@@ -81,9 +73,6 @@ from belfry.core.states import (
 )
 
 __all__ = ["WRITE_OPTION", "SqlStore"]
-
-# Execution option marking write transactions (SQLite begins them IMMEDIATE).
-WRITE_OPTION = "belfry_write"
 
 _FINAL = sorted(state.value for state in FINAL_STATES)
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
@@ -189,17 +178,6 @@ def _event(row: Row[Any]) -> RunEvent:
     )
 
 
-def _token(row: Row[Any]) -> TokenRecord:
-    data = row._mapping
-    return TokenRecord(
-        id=data["id"],
-        name=data["name"],
-        role=data["role"],
-        pools=list(json.loads(data["pools"])),
-        created_at=data["created_at"],
-    )
-
-
 def _job_values(write: JobWrite) -> dict[str, Any]:
     return {
         "group": write.spec.group,
@@ -209,83 +187,8 @@ def _job_values(write: JobWrite) -> dict[str, Any]:
     }
 
 
-class SqlStore:
+class SqlStore(AccountStore):
     """The store on a SQLAlchemy async engine (built by ``open_store``)."""
-
-    def __init__(self, engine: AsyncEngine, display_url: str) -> None:
-        self._engine = engine
-        self._kind = engine.dialect.name
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
-        # Every read is a single statement: on PostgreSQL it needs no BEGIN and ROLLBACK
-        # round trips. (Not on SQLite, where the begin hook would leave BEGIN open.)
-        self._reader = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self._kind == "postgresql"
-            else engine
-        )
-        self._url = display_url
-
-    @property
-    def kind(self) -> str:
-        """``"sqlite"`` or ``"postgresql"``."""
-        return self._kind
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine, for other adapters that share this database (and for tests)."""
-        return self._engine
-
-    @property
-    def url(self) -> str:
-        """The database URL with its password masked."""
-        return self._url
-
-    # -- plumbing ---------------------------------------------------------------------------
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with self._translated_errors():
-            async with self._reader.connect() as connection:
-                yield connection
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction, committed on leaving unless an exception escapes."""
-        with self._translated_errors():
-            async with self._writer.begin() as connection:
-                yield connection
-
-    @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
-        # Callers above the adapters may not import SQLAlchemy: give them errors they know.
-        try:
-            yield
-        except UNAVAILABLE_ERRORS as error:
-            raise StoreUnavailable.from_error(self._url, error) from error
-        except StatementError as error:
-            mistake = _caller_mistake(error)
-            if mistake is None:
-                raise
-            raise mistake from None
-
-    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        # Both dialects spell "insert unless the key exists" as ON CONFLICT DO NOTHING.
-        if self._kind == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-    def _rows(
-        self, name: str, columns: list[ColumnClause[Any]], rows: list[tuple[Any, ...]]
-    ) -> CTE:
-        """Parameter rows as ``WITH name(columns) AS (VALUES ...)``, to update many rows,
-        each with its own values, in one statement."""
-        return values(*columns, name=name).data(rows).cte(name)
-
-    def _typed(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
-        # PostgreSQL types a VALUES column of only NULLs as text; say what it holds. On
-        # SQLite a CAST would change the stored form (CAST AS DATETIME yields a number).
-        if self._kind == "postgresql":
-            return cast(value, value.type)
-        return value
 
     async def _job_names(
         self, connection: AsyncConnection, job_ids: Iterable[int]
@@ -647,6 +550,7 @@ class SqlStore:
         states: Sequence[RunState] | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[RunRecord]:
         statement = select(runs).order_by(runs.c.id.desc()).limit(limit)
         if job_id is not None:
@@ -655,6 +559,9 @@ class SqlStore:
             statement = statement.where(runs.c.state.in_(_state_names(states)))
         if before_id is not None:
             statement = statement.where(runs.c.id < before_id)
+        if groups is not None:
+            in_groups = select(jobs.c.id).where(jobs.c.group.in_(sorted(groups)))
+            statement = statement.where(runs.c.job_id.in_(in_groups))
         async with self._read() as connection:
             return [_run(row) for row in await connection.execute(statement)]
 
@@ -890,39 +797,6 @@ class SqlStore:
             result = await connection.execute(delete(runs).where(runs.c.id.in_(victims)))
             return result.rowcount
 
-    # -- tokens -----------------------------------------------------------------------------
-    async def create_token(
-        self, name: str, role: str, pools: Sequence[str], secret_hash: str, now: datetime
-    ) -> TokenRecord:
-        statement = (
-            tokens.insert()
-            .values(
-                name=name,
-                role=role,
-                pools=json.dumps(list(pools)),
-                secret_hash=secret_hash,
-                created_at=now,
-            )
-            .returning(*tokens.c)
-        )
-        try:
-            async with self._write() as connection:
-                row = (await connection.execute(statement)).one()
-        except IntegrityError as error:
-            raise ValueError("a token with this secret already exists") from error
-        return _token(row)
-
-    async def find_token(self, secret_hash: str) -> TokenRecord | None:
-        statement = select(tokens).where(tokens.c.secret_hash == secret_hash)
-        async with self._read() as connection:
-            row = (await connection.execute(statement)).first()
-        return _token(row) if row else None
-
-    async def count_tokens(self) -> int:
-        async with self._read() as connection:
-            count = await connection.scalar(select(func.count()).select_from(tokens))
-        return int(count or 0)
-
     # -- lifecycle --------------------------------------------------------------------------
     # -- workers ----------------------------------------------------------------------------
     async def save_worker(self, worker: WorkerRecord) -> WorkerRecord:
@@ -1117,13 +991,6 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-
-
-def _caller_mistake(error: StatementError) -> ValueError | None:
-    """The caller's own mistake (a naive datetime) that SQLAlchemy wrapped, if it is one."""
-    if not isinstance(error, DBAPIError) and isinstance(error.orig, ValueError):
-        return error.orig
-    return None
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
