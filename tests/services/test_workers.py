@@ -582,3 +582,40 @@ async def test_a_new_reaper_watches_for_the_loss_timeout_before_declaring(
     # Silent for the whole timeout the reaper has watched: lost.
     cluster.at(46)
     assert await cluster.workers.reap_pass() == ["w1"]
+
+
+async def test_a_worker_token_cannot_act_as_a_worker_of_other_pools(cluster: Cluster) -> None:
+    job = await cluster.add_job("secretive", pool="b")
+    run = await cluster.due_run(job)
+    await cluster.hello("wb", pools=("b",))
+    # A token for pool a: no claim, heartbeat or report as wb.
+    for call in (
+        cluster.workers.claim("wb", FreeCapacity(), 0, allowed=["a"]),
+        cluster.workers.heartbeat("wb", [], draining=False, allowed=["a"]),
+        cluster.workers.report("wb", Reports(), allowed=["a"]),
+    ):
+        with pytest.raises(PermissionError, match="may not act as worker 'wb'"):
+            await call
+    assert (await cluster.run(run.id)).state is S.SCHEDULED
+    assert [
+        o.run_id for o in (await cluster.workers.claim("wb", FreeCapacity(), 0, ["b"])).orders
+    ] == [run.id]
+
+
+async def test_reports_on_runs_another_worker_holds_are_ignored(cluster: Cluster) -> None:
+    job = await cluster.add_job("job")
+    run = await cluster.due_run(job)
+    await cluster.hello("w1")
+    await cluster.hello("w2")
+    assert await cluster.claim("w1") == [run.id]
+    # w2 (a token of the same pool) cannot start, write output for or end w1's run.
+    await cluster.workers.report(
+        "w2",
+        Reports(
+            started=[StartedReport(run_id=run.id, pid=1, host="w2.example")],
+            output=[ChunkReport(run_id=run.id, seq=0, stream="stdout", data="forged", at=T0)],
+            finished=[FinishedReport(run_id=run.id, state="succeeded", exit_code=0)],
+        ),
+    )
+    assert (await cluster.run(run.id)).state is S.CLAIMED
+    assert await cluster.store.read_output(run.id) == []

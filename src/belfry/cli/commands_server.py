@@ -22,6 +22,7 @@ from belfry.server.settings import (
     default_state_dir,
 )
 from belfry.services.retention import RetentionDefaults
+from belfry.services.sso import OidcSettings, parse_oidc_settings
 
 __all__ = ["register"]
 
@@ -39,6 +40,7 @@ _CONFIG_KEYS = {
     "tls_key",
     "max_request_bytes",
     "secret_key_file",
+    "oidc",
 }
 
 
@@ -102,6 +104,16 @@ def _max_request_bytes(value: Any, label: str) -> int:
             EXIT_BAD_INPUT,
         )
     return value
+
+
+def _oidc(value: Any, config: Path | None) -> OidcSettings | None:
+    """The ``oidc:`` section checked (None without one)."""
+    if value is None:
+        return None
+    try:
+        return parse_oidc_settings(value)
+    except ValueError as error:
+        raise CliError(f"{config}: oidc: {error}", EXIT_BAD_INPUT) from None
 
 
 def _config(path: Path | None) -> dict[str, Any]:
@@ -199,6 +211,7 @@ def register(app: typer.Typer) -> None:
             tls_key=key,
             max_request_bytes=max_request_bytes,
             secret_key_file=secret_file,
+            oidc=_oidc(values.get("oidc"), config),
         )
         _check_db_url(settings.database_url)
         try:

@@ -30,7 +30,12 @@ from belfry.core.records import (
 from belfry.core.states import Actor, RunState
 from belfry.ports.accounts import AccountStore
 
-__all__ = ["Store"]
+__all__ = ["InvalidValue", "Store"]
+
+
+class InvalidValue(ValueError):
+    """A value the database cannot hold: a number out of its column's range, text with a
+    NUL character. The caller's input, not a fault of the store."""
 
 
 class Store(AccountStore, Protocol):
@@ -164,7 +169,9 @@ class Store(AccountStore, Protocol):
         ...
 
     async def append_output(self, chunks: Sequence[OutputChunk]) -> None:
-        """Store output chunks; a chunk whose ``(run_id, seq)`` exists is ignored."""
+        """Store output chunks; a chunk whose ``(run_id, seq)`` exists is ignored. NUL
+        characters (in the data, and in a transition's reason and host) are stored as
+        U+FFFD on every database (PostgreSQL cannot store them)."""
         ...
 
     async def read_output(

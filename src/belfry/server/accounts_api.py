@@ -39,6 +39,7 @@ from belfry.server.dependencies import (
     require_global_admin,
 )
 from belfry.server.node import Node
+from belfry.server.schemas import ERROR_RESPONSES
 from belfry.services.accounts import SESSION_LIFETIME, AccountError, UnknownUser
 
 __all__ = ["accounts_router"]
@@ -51,7 +52,7 @@ def _bad(error: AccountError) -> HTTPException:
 
 
 def accounts_router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
     # -- login ------------------------------------------------------------------------------
     @api.post("/login", response_model=LoginOut)

@@ -17,7 +17,9 @@ from belfry.core.jobs import JobKey
 from belfry.core.permissions import Permission, Principal
 from belfry.core.records import AuditEntry, JobRecord, RunRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
+from belfry.ports.store import InvalidValue
 from belfry.server.accounts_api import accounts_router
+from belfry.server.authentication import Authentication
 from belfry.server.dependencies import (
     NodeDep,
     UserDep,
@@ -26,7 +28,10 @@ from belfry.server.dependencies import (
     require_global_admin,
 )
 from belfry.server.node import Node
+from belfry.server.oidc_api import oidc_router
+from belfry.server.request_limits import RequestSizeLimit
 from belfry.server.schemas import (
+    ERROR_RESPONSES,
     ApplyRequest,
     ApplyResponse,
     CalendarChangeOut,
@@ -63,7 +68,7 @@ async def _job(node: Node, group: str, name: str) -> JobRecord:
 def _router() -> APIRouter:
     # Every route is for people (and admin tokens); each checks the caller's role on the
     # group it touches.
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_user_only)])
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_user_only)], responses=ERROR_RESPONSES)
 
     @api.get("/jobs", response_model=list[JobSummary])
     async def list_jobs(
@@ -511,9 +516,18 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
 
     app.include_router(_router())
     app.include_router(accounts_router())
+    app.include_router(oidc_router())
     app.include_router(worker_router())
+    app.add_exception_handler(InvalidValue, _out_of_range)
+    # Extreme dates in schedules or filters (year 1 at +14:00) overflow datetime.
+    app.add_exception_handler(OverflowError, _out_of_range)
+    # Callers are known before their body is read (see authentication.py).
+    app.add_middleware(Authentication, node=node)
     # Added last, so outermost of the app's middleware: an oversized body is refused first.
-    from belfry.server.request_limits import RequestSizeLimit
-
     app.add_middleware(RequestSizeLimit, max_bytes=node.settings.max_request_bytes)
     return app
+
+
+async def _out_of_range(request: Request, error: Exception) -> JSONResponse:
+    """Input the database or the calendar cannot hold is the caller's mistake: 422."""
+    return JSONResponse({"detail": f"a value is out of range: {error}"}, 422)

@@ -25,6 +25,7 @@ __all__ = [
     "UserDep",
     "WorkerCallerDep",
     "address_of",
+    "authenticate",
     "require",
     "require_global_admin",
 ]
@@ -51,18 +52,21 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def _caller(
-    request: Request,
-    node: NodeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Annotated[str | None, Depends(_session_cookie)],
-) -> Principal:
-    """Who is calling; 401 without valid credentials."""
-    if credentials is not None:
-        principal = await node.tokens.authenticate(credentials.credentials)
+async def authenticate(node: Node, request: Request) -> Principal:
+    """Who is calling: a bearer token, or a session (whose state-changing requests must
+    carry its CSRF token). Raises 401 (no or bad credentials) or 403 (no CSRF token).
+    The authentication middleware calls it before the body is read; endpoints get its
+    answer from ``CallerDep``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if header:
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise _unauthorized("the Authorization header must be: Bearer <token>")
+        principal = await node.tokens.authenticate(credentials.strip())
         if principal is None:
             raise _unauthorized("invalid, expired or revoked token")
         return principal
+    session = request.cookies.get(SESSION_COOKIE)
     if session is not None:
         found = await node.accounts.session(session)
         if found is None:
@@ -76,6 +80,20 @@ async def _caller(
                 )
         return principal
     raise _unauthorized("missing bearer token or session")
+
+
+async def _caller(
+    request: Request,
+    node: NodeDep,
+    # Declared for the OpenAPI document (security schemes); read by authenticate().
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _session: Annotated[str | None, Depends(_session_cookie)],
+) -> Principal:
+    """Who is calling; 401 without valid credentials."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    return await authenticate(node, request)
 
 
 CallerDep = Annotated[Principal, Depends(_caller)]

@@ -27,6 +27,7 @@ from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
 from belfry.services.login_throttle import LoginThrottle
+from belfry.services.oidc_login import SingleSignOn, read_state_key
 from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
@@ -63,6 +64,7 @@ class Node:
     first_admin_password: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
+    sso: SingleSignOn | None = None  # OpenID Connect login, when ``oidc:`` is configured
 
     @classmethod
     async def open(cls, settings: Settings) -> Node:
@@ -124,6 +126,15 @@ class Node:
             guardian=guardian,
             _lock_fd=lock_fd,
         )
+        if settings.oidc is not None:
+            node.sso = SingleSignOn(
+                settings.oidc,
+                redirect_uri=settings.oidc_redirect_uri,
+                accounts=accounts,
+                audit=node.audit,
+                clock=clock,
+                state_key=read_state_key(settings.secret_key_path),  # made by server_secret_box
+            )
         if embedded_name is not None:
             # Said hello like any worker, listing no runs: what the previous server
             # process ran is marked lost (and retried where the job asks).

@@ -20,6 +20,7 @@ from belfry.core.records import (
 )
 
 __all__ = [
+    "ERROR_RESPONSES",
     "ApplyRequest",
     "ApplyResponse",
     "CalendarChangeOut",
@@ -27,6 +28,7 @@ __all__ = [
     "ChangeOut",
     "ChunkOut",
     "ClusterOut",
+    "ErrorOut",
     "EventOut",
     "ExplanationOut",
     "JobDetail",
@@ -282,3 +284,25 @@ class NodeOut(BaseModel):
 class ClusterOut(BaseModel):
     nodes: list[NodeOut]
     workers: list[WorkerOut]
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: a one-line reason, or FastAPI's list of fields that failed."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# The refusals any endpoint may answer, documented for clients (and the fuzzer).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in [
+        (400, "The body is not JSON."),
+        (401, "No valid token or session."),
+        (403, "Not allowed to the caller's role, or no CSRF token with a session."),
+        (404, "No such object."),
+        (409, "Conflicts with the object's state."),
+        (413, "The request body is too large."),
+        (422, "A field is not valid (its name is in the reason)."),
+        (429, "Too many failed logins: wait."),
+    ]
+}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from belfry.services.retention import RetentionDefaults
+from belfry.services.sso import OidcSettings
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -59,6 +60,8 @@ class Settings:
     # The key that seals jobs' secret env values (None: secret.key in state_dir, created at
     # the first start). Servers sharing a database must all be given the same file.
     secret_key_file: Path | None = None
+    # Single sign-on through an OpenID Connect provider (the ``oidc:`` config section).
+    oidc: OidcSettings | None = None
 
     @property
     def tls(self) -> bool:
@@ -67,6 +70,19 @@ class Settings:
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.state_dir / 'belfry.db'}"
+
+    @property
+    def secret_key_path(self) -> Path:
+        """The secret key file in use: the one given, else ``secret.key`` in the state
+        directory (as ``server.secret_key`` reads it)."""
+        return self.secret_key_file or self.state_dir / "secret.key"
+
+    @property
+    def oidc_redirect_uri(self) -> str:
+        """Where the identity provider sends browsers back (register it there)."""
+        if self.oidc is not None and self.oidc.redirect_uri is not None:
+            return self.oidc.redirect_uri
+        return f"{self.public_url}/api/v1/oidc/callback"
 
     @property
     def admin_token_file(self) -> Path:

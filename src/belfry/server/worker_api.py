@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from belfry import __version__
+from belfry.core.permissions import Principal
 from belfry.core.protocol import (
     ClaimReply,
     ClaimRequest,
@@ -20,6 +21,7 @@ from belfry.core.protocol import (
     Welcome,
 )
 from belfry.server.dependencies import NodeDep, WorkerCallerDep
+from belfry.server.schemas import ERROR_RESPONSES, ErrorOut
 from belfry.services.runs import FreeCapacity
 from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone
 
@@ -31,17 +33,26 @@ def _errors(error: Exception) -> HTTPException:
         return HTTPException(status.HTTP_410_GONE, str(error))
     if isinstance(error, UnknownWorker):
         return HTTPException(status.HTTP_404_NOT_FOUND, str(error))
+    if isinstance(error, PermissionError):
+        return HTTPException(status.HTTP_403_FORBIDDEN, str(error))
     raise error
 
 
 def worker_router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+    api = APIRouter(
+        prefix="/api/v1/workers",
+        tags=["workers"],
+        responses={
+            **ERROR_RESPONSES,
+            410: {"model": ErrorOut, "description": "The worker was declared lost: hello again."},
+            426: {"model": ErrorOut, "description": "Another protocol version: upgrade."},
+        },
+    )
 
     @api.post("/hello", response_model=Welcome)
     async def hello(node: NodeDep, caller: WorkerCallerDep, body: Hello) -> Welcome:
-        pools = None if caller.worker_pools is None else list(caller.worker_pools)
         try:
-            result = await node.workers.hello(body, pools)
+            result = await node.workers.hello(body, _pools(caller))
         except ProtocolMismatch as error:
             raise HTTPException(status.HTTP_426_UPGRADE_REQUIRED, str(error)) from None
         except PermissionError as error:
@@ -54,8 +65,8 @@ def worker_router() -> APIRouter:
     ) -> ClaimReply:
         free = FreeCapacity(body.free.slots, body.free.cpu, body.free.memory_mb)
         try:
-            assignment = await node.workers.claim(name, free, body.wait)
-        except (WorkerGone, UnknownWorker) as error:
+            assignment = await node.workers.claim(name, free, body.wait, _pools(caller))
+        except (WorkerGone, UnknownWorker, PermissionError) as error:
             raise _errors(error) from None
         return ClaimReply(
             orders=assignment.orders, kills=assignment.kills, server_time=assignment.issued_at
@@ -66,16 +77,21 @@ def worker_router() -> APIRouter:
         node: NodeDep, caller: WorkerCallerDep, name: str, body: Heartbeat
     ) -> HeartbeatReply:
         try:
-            kills = await node.workers.heartbeat(name, body.running, body.draining)
-        except (WorkerGone, UnknownWorker) as error:
+            kills = await node.workers.heartbeat(name, body.running, body.draining, _pools(caller))
+        except (WorkerGone, UnknownWorker, PermissionError) as error:
             raise _errors(error) from None
         return HeartbeatReply(kills=kills)
 
     @api.post("/{name}/reports", status_code=status.HTTP_204_NO_CONTENT)
     async def reports(node: NodeDep, caller: WorkerCallerDep, name: str, body: Reports) -> None:
         try:
-            await node.workers.report(name, body)
-        except (WorkerGone, UnknownWorker) as error:
+            await node.workers.report(name, body, _pools(caller))
+        except (WorkerGone, UnknownWorker, PermissionError) as error:
             raise _errors(error) from None
 
     return api
+
+
+def _pools(caller: Principal) -> list[str] | None:
+    """The pools a worker token may serve; None for a global admin (any)."""
+    return None if caller.worker_pools is None else list(caller.worker_pools)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ __all__ = [
     "SESSION_LIFETIME",
     "AccountError",
     "AccountService",
+    "GrantChange",
     "Login",
     "UnknownUser",
     "generate_password",
@@ -53,6 +55,16 @@ class Login:
     session: str
     csrf_token: str
     principal: Principal
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    """One grant ``set_grants`` changed: the role on ``group`` before and after (None:
+    none)."""
+
+    group: str
+    before: str | None
+    after: str | None
 
 
 async def principal_of(store: Store, user: UserRecord, token_id: int | None = None) -> Principal:
@@ -165,6 +177,27 @@ class AccountService:
         user_id = (await self.get(user_name)).id if user_name is not None else None
         return await self._store.list_grants(user_id, groups)
 
+    async def set_grants(self, user_name: str, wanted: Mapping[str, Role]) -> list[GrantChange]:
+        """Make ``user_name``'s grants exactly ``wanted`` (for an outside source of truth,
+        such as the identity provider's groups): roles it lacks are set, roles not wanted
+        are removed. Returns what changed, by group."""
+        user = await self.get(user_name)
+        for group in wanted:
+            if group != ALL_GROUPS and not _GROUP.match(group):
+                raise AccountError(f"group: {group!r} is not a group name (or * for all groups)")
+        held = {grant.group: grant.role for grant in await self._store.list_grants(user.id)}
+        changes: list[GrantChange] = []
+        for group in sorted(set(held) | set(wanted)):
+            before, after = held.get(group), wanted.get(group)
+            if after is None:
+                await self._store.remove_grant(user.id, group)
+            elif before != after.value:
+                await self._store.set_grant(user.id, group, after.value)
+            else:
+                continue
+            changes.append(GrantChange(group, before, after.value if after else None))
+        return changes
+
     async def principal(self, user: UserRecord, token_id: int | None = None) -> Principal:
         return await principal_of(self._store, user, token_id)
 
@@ -175,6 +208,21 @@ class AccountService:
         stored = user.password_hash if user is not None else None
         matches = await asyncio.to_thread(self._hasher.verify, password, stored or self._decoy)
         if user is None or stored is None or not matches or user.disabled:
+            return None
+        session = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        now = self._clock.now()
+        await self._store.create_session(
+            session_hash(session), user.id, csrf, now, now + SESSION_LIFETIME
+        )
+        return Login(session, csrf, await self.principal(user))
+
+    async def start_session(self, user_name: str) -> Login | None:
+        """A session for ``user_name`` without a password: for a user who proved who they
+        are some other way (to the identity provider). None if the user is disabled or
+        gone."""
+        user = await self._store.get_user(user_name)
+        if user is None or user.disabled:
             return None
         session = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -128,22 +128,37 @@ class WorkerService:
             )
         return HelloResult(worker, sorted(listed - held))
 
-    async def claim(self, name: str, free: FreeCapacity, wait: float) -> Assignment:
+    async def claim(
+        self,
+        name: str,
+        free: FreeCapacity,
+        wait: float,
+        allowed: Collection[str] | None = None,
+    ) -> Assignment:
         """Runs to start and runs to kill; with ``wait``, a long poll that waits for work
         once if there is none, then looks at the worker again: a long poll outlasts the
-        loss timeout (a worker that died mid-poll is lost by then) and a drain may begin."""
-        worker = await self._live(name)
+        loss timeout (a worker that died mid-poll is lost by then) and a drain may begin.
+        ``allowed``: the pools of the caller's token (None: any), as for every call."""
+        worker = _acting(await self._live(name), allowed)
         if worker.state == "draining":
             return Assignment(kills=self._runs.take_kills(name))
         assignment = await self._runs.claim(identity_of(worker), free)
         if assignment.orders or assignment.kills or wait <= 0:
             return assignment
         await self._runs.wait_for_work(wait)
-        return await self.claim(name, free, 0)
+        return await self.claim(name, free, 0, allowed)
 
-    async def heartbeat(self, name: str, running: Sequence[int], draining: bool) -> list[int]:
+    async def heartbeat(
+        self,
+        name: str,
+        running: Sequence[int],
+        draining: bool,
+        allowed: Collection[str] | None = None,
+    ) -> list[int]:
         """Record the heartbeat; return the runs the worker must kill: kill requests, and
         runs it still runs that are no longer its own (lost, or ended elsewhere)."""
+        if allowed is not None:
+            _acting(await self._live(name), allowed)
         worker = await self._touch(name, "draining" if draining else "active")
         kills = set(self._runs.take_kills(worker.name))
         if running:
@@ -154,21 +169,25 @@ class WorkerService:
             kills |= {run.id for run in held if run.kill_requested}
         return sorted(kills)
 
-    async def report(self, name: str, reports: Reports) -> None:
+    async def report(
+        self, name: str, reports: Reports, allowed: Collection[str] | None = None
+    ) -> None:
         """Apply what a worker reports, in order: starts, output, finishes. Re-sent
-        reports are applied once (compare-and-set transitions, unique output keys)."""
-        await self._live(name)
+        reports are applied once (compare-and-set transitions, unique output keys).
+        Only reports on runs this worker holds count: a worker cannot write another's."""
+        _acting(await self._live(name), allowed)
+        held = {run.id for run in await self._runs.held_by(name)}
         # Each kind in one group commit: a batch of hundreds costs a few transactions.
         await self._runs.started_many(
-            [(started.run_id, started.pid, started.host) for started in reports.started]
+            [(s.run_id, s.pid, s.host) for s in reports.started if s.run_id in held]
         )
-        if reports.output:
-            await self._runs.output(
-                [
-                    OutputChunk(chunk.run_id, chunk.seq, chunk.stream, chunk.data, chunk.at)
-                    for chunk in reports.output
-                ]
-            )
+        chunks = [
+            OutputChunk(chunk.run_id, chunk.seq, chunk.stream, chunk.data, chunk.at)
+            for chunk in reports.output
+            if chunk.run_id in held
+        ]
+        if chunks:
+            await self._runs.output(chunks)
         await self._runs.finished_many(
             [
                 (
@@ -176,6 +195,7 @@ class WorkerService:
                     Outcome(RunState(finished.state), finished.exit_code, finished.reason),
                 )
                 for finished in reports.finished
+                if finished.run_id in held
             ]
         )
 
@@ -292,3 +312,14 @@ def _why_target_waits(job: JobRecord, target: str, worker: WorkerRecord | None) 
     if not identity_of(worker).can_run(job):
         return f"waiting: worker {target} is no longer in {describe_placement(job)}"
     return None
+
+
+def _acting(worker: WorkerRecord, allowed: Collection[str] | None) -> WorkerRecord:
+    """``worker``, if a token for ``allowed`` pools may act as it (None: any token may):
+    a worker token cannot claim, beat or report for a worker of other pools."""
+    if allowed is not None and not set(worker.pools) <= set(allowed):
+        raise PermissionError(
+            f"this token may not act as worker {worker.name!r} (pools "
+            f"{', '.join(worker.pools)}; the token serves {', '.join(sorted(allowed)) or 'none'})"
+        )
+    return worker

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import CTE, ColumnClause, ColumnElement, Table, cast, values
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
+from belfry.ports.store import InvalidValue
 
 __all__ = ["WRITE_OPTION", "SqlConnections"]
 
@@ -72,6 +73,11 @@ class SqlConnections:
             yield
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailable.from_error(self._url, error) from error
+        except DataError as error:  # PostgreSQL: numeric out of range, NUL in text, ...
+            cause = str(error.orig or error).strip().splitlines()
+            raise InvalidValue(cause[0] if cause else "invalid value") from None
+        except OverflowError:  # SQLite's driver, before the database sees the value
+            raise InvalidValue("a number is too large for the database") from None
         except StatementError as error:
             mistake = _caller_mistake(error)
             if mistake is None:

@@ -651,7 +651,10 @@ class SqlStore(AccountStore):
                 column("pid", Integer()),
                 column("exit_code", Integer()),
             ],
-            [(c.run_id, c.reason, c.worker, c.host, c.pid, c.exit_code) for c in batch],
+            [
+                (c.run_id, _text(c.reason), c.worker, _text(c.host), c.pid, c.exit_code)
+                for c in batch
+            ],
         )
         assignments: dict[str, Any] = {
             "state": target.value,
@@ -721,7 +724,7 @@ class SqlStore(AccountStore):
                 "run_id": chunk.run_id,
                 "seq": chunk.seq,
                 "stream": chunk.stream,
-                "data": chunk.data,
+                "data": _text(chunk.data),
                 "at": chunk.at,
             }
             for chunk in chunks
@@ -991,6 +994,12 @@ class SqlStore(AccountStore):
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+def _text(value: str | None) -> str | None:
+    """Text a process wrote, storable anywhere: PostgreSQL refuses NUL characters, so they
+    become U+FFFD on every database alike."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
