@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from belfry.core.records import Fence, Leadership
 from belfry.ports.store import Store
-from belfry.services.database_time import MAX_CLOCK_OFFSET, DatabaseTime, measured_offset
+from belfry.services.database_time import MAX_CLOCK_OFFSET, DatabaseTime
 
 __all__ = ["LeaderElection"]
 
@@ -113,9 +113,8 @@ class LeaderElection:
         database_now = await self._store.touch_node(
             self._node, self._version, before, self._clock.offset
         )
-        offset = measured_offset(before, database_now, self._clock.local.now())
         # Even a broken clock is corrected for what this server still does (API, claims).
-        self._clock.offset = offset
+        offset = self._clock.observe(before, database_now, self._clock.local.now())
         if abs(offset) > self._max_clock_offset:
             self._refuse(offset)
             return None
