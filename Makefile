@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:7711
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench clean
+.PHONY: help run test lint format bench bench-failover chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ bench: $(BIN)/.installed ## Schedule maths speed; schedule-to-start latency (emb
 	$(BIN)/python bench/schedule_speed.py
 	$(BIN)/python bench/fire_latency.py
 	$(BIN)/python bench/fire_latency.py --db postgresql --workers 2 --jobs 10,100,400
+
+bench-failover: $(BIN)/.installed ## Failover time over 20 leader kills and 20 graceful handovers (3 servers, 2 workers)
+	@scripts/ensure-system-packages.sh
+	$(BIN)/python bench/failover.py --rounds 20
+
+chaos: $(BIN)/.installed ## Fault injection for 30 min (>= 100 faults): duplicates, misses, early starts, failover times
+	@scripts/ensure-system-packages.sh
+	$(BIN)/python bench/chaos.py --minutes $${CHAOS_MINUTES:-30}
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -327,7 +327,13 @@ class HttpLink:
             await self._joined.wait()
             beat = Heartbeat(running=self._running(), draining=self._draining())
             try:
-                data = await self._call(f"/api/v1/workers/{self._name}/heartbeat", beat)
+                # A replica that hangs must not eat the lease: give it a heartbeat's time,
+                # then try the next one (a 10 s timeout against a 10 s lease never would).
+                data = await self._call(
+                    f"/api/v1/workers/{self._name}/heartbeat",
+                    beat,
+                    timeout=min(self._timeout, self.heartbeat_seconds),
+                )
             except ServersUnreachable as error:
                 log.warning("heartbeat: %s", error)
                 continue

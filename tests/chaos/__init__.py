@@ -1,0 +1,1 @@
+"""Chaos tests: a 3-server, 2-worker Belfry cluster on a private PostgreSQL, under faults."""
