@@ -508,8 +508,9 @@ async def test_runs_in_states(store: SqlStore) -> None:
         [NewRun(job.id, T0 + i * MINUTE) for i in range(3) for job in (a, b)], Actor.USER, T0
     )
     await store.transition(
-        [change(run.id, S.CLAIMED, S.SCHEDULED, worker="w") for run in created[:4]], T0
+        [change(run.id, S.CLAIMED, S.SCHEDULED, worker="w") for run in created[:3]], T0
     )
+    await store.transition([change(created[3].id, S.CLAIMED, S.SCHEDULED, worker="v")], T0)
     await store.transition(
         [change(run.id, S.RUNNING, S.CLAIMED, host="h", pid=1) for run in created[:2]], T0
     )
@@ -520,6 +521,8 @@ async def test_runs_in_states(store: SqlStore) -> None:
     assert [run.id for run in of_b] == [created[3].id, created[5].id]
     assert await store.runs_in_states([S.RUNNING], []) == []
     assert await store.runs_in_states([]) == []
+    held_by_v = await store.runs_in_states([S.CLAIMED, S.RUNNING], worker="v")
+    assert [run.id for run in held_by_v] == [created[3].id]
 
 
 async def test_get_run_of_unknown_id(store: SqlStore) -> None:

@@ -138,9 +138,13 @@ class Store(AccountStore, Protocol):
         ...
 
     async def runs_in_states(
-        self, states: Sequence[RunState], job_ids: Sequence[int] | None = None
+        self,
+        states: Sequence[RunState],
+        job_ids: Sequence[int] | None = None,
+        worker: str | None = None,
     ) -> list[RunRecord]:
-        """Every run in one of ``states`` (of those jobs), oldest first."""
+        """Every run in one of ``states`` (of those jobs, held by that worker), oldest
+        first."""
         ...
 
     async def transition(

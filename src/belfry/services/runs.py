@@ -433,12 +433,9 @@ class RunService:
         return await self.lose_runs(worker.name, reason)
 
     async def held_by(self, worker: str) -> list[RunRecord]:
-        """The active runs the store assigns to ``worker``."""
-        return [
-            run
-            for run in await self._store.runs_in_states(sorted(ACTIVE_STATES))
-            if run.worker == worker
-        ]
+        """The active runs the store assigns to ``worker`` (read on every report batch
+        and heartbeat: filtered in the database, not here)."""
+        return await self._store.runs_in_states(sorted(ACTIVE_STATES), worker=worker)
 
     async def hand_back(self, worker: str, run_ids: Collection[int]) -> int:
         """``worker`` is stopping and gives up these claimed runs before starting them:

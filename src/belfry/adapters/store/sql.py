@@ -588,13 +588,18 @@ class SqlStore(AccountStore):
         return value
 
     async def runs_in_states(
-        self, states: Sequence[RunState], job_ids: Sequence[int] | None = None
+        self,
+        states: Sequence[RunState],
+        job_ids: Sequence[int] | None = None,
+        worker: str | None = None,
     ) -> list[RunRecord]:
         if not states or (job_ids is not None and not job_ids):
             return []
         statement = select(runs).where(runs.c.state.in_(_state_names(states))).order_by(runs.c.id)
         if job_ids is not None:
             statement = statement.where(runs.c.job_id.in_(set(job_ids)))
+        if worker is not None:
+            statement = statement.where(runs.c.worker == worker)
         async with self._read() as connection:
             return [_run(row) for row in await connection.execute(statement)]
 
