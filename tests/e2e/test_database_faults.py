@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Belfry, start_server
@@ -52,7 +53,16 @@ def test_firing_resumes_after_the_database_comes_back(
             private_pg.start()
         elif fault == "crash":
             private_pg.kill()
-            time.sleep(3)
+            time.sleep(1)
+            # Meanwhile the API says the database is away (503), without a traceback.
+            away = httpx.get(
+                server.url + "/api/v1/jobs",
+                headers={"Authorization": f"Bearer {server.token}"},
+                timeout=30,
+            )
+            assert away.status_code == 503, away.text
+            assert "database unavailable" in away.json()["detail"]
+            time.sleep(2)
             private_pg.start()
         else:  # it stops answering, connections left open: longer than the lease
             private_pg.freeze()

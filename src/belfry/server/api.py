@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,6 +57,8 @@ from belfry.services.database_time import MAX_CLOCK_OFFSET
 from belfry.services.jobs import ApplyResult, CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 async def _job(node: Node, group: str, name: str) -> JobRecord:
@@ -521,11 +524,18 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
     app.add_exception_handler(InvalidValue, _out_of_range)
     # Extreme dates in schedules or filters (year 1 at +14:00) overflow datetime.
     app.add_exception_handler(OverflowError, _out_of_range)
+    # The database is away (restarting, unreachable): say so, briefly, and let callers retry.
+    app.add_exception_handler(ConnectionError, _database_unavailable)
     # Callers are known before their body is read (see authentication.py).
     app.add_middleware(Authentication, node=node)
     # Added last, so outermost of the app's middleware: an oversized body is refused first.
     app.add_middleware(RequestSizeLimit, max_bytes=node.settings.max_request_bytes)
     return app
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": str(error)}, 503, headers={"Retry-After": "1"})
 
 
 async def _out_of_range(request: Request, error: Exception) -> JSONResponse:

@@ -47,6 +47,9 @@ class Authentication:
         except HTTPException as refusal:
             await _answer(send, refusal.status_code, refusal.detail, refusal.headers)
             return
+        except ConnectionError as error:  # the database is away: the caller may retry
+            await _answer(send, 503, str(error), {"Retry-After": "1"})
+            return
         if principal.is_worker and not (
             path.startswith("/api/v1/workers/") or path in _WORKER_ALSO
         ):

@@ -304,5 +304,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "The request body is too large."),
         (422, "A field is not valid (its name is in the reason)."),
         (429, "Too many failed logins: wait."),
+        (503, "The database is unavailable for now: retry."),
     ]
 }
