@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,18 +121,16 @@ def start_server(
     db_url: str,
     *extra: str,
     port: int | None = None,
-    prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> Belfry:
-    """``belfry server`` on ``db_url``; ``prefix`` runs it under another program (such as
-    ``faketime``), with ``env`` added to its environment."""
+    """``belfry server`` on ``db_url``, with ``env`` added to its environment."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [*prefix, BELFRY, "server", "--db", db_url, "--listen", f"127.0.0.1:{port}", *extra],
+        [BELFRY, "server", "--db", db_url, "--listen", f"127.0.0.1:{port}", *extra],
         env={**os.environ, **(env or {}), "BELFRY_HOME": str(home)},
         stdout=log,
         stderr=subprocess.STDOUT,

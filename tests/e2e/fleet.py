@@ -70,13 +70,11 @@ class Fleet:
         *pools: str,
         servers: str | None = None,
         extra: tuple[str, ...] = (),
-        prefix: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> Worker:
-        """``belfry worker`` NAME serving ``pools``; ``prefix`` runs it under another
-        program (such as ``faketime``), with ``env`` added to its environment."""
+        """``belfry worker`` NAME serving ``pools``, with ``env`` added to its environment."""
         log = self.tmp_path / f"worker-{name}.log"
-        args = [*prefix, BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
+        args = [BELFRY, "worker", "--server", servers or self.belfry.url, "--name", name]
         for pool in pools:
             args += ["--pool", pool]
         process = subprocess.Popen(
