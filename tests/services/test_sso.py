@@ -193,14 +193,17 @@ def test_a_provider_on_this_host_may_speak_http(tmp_path: Path) -> None:
 
 
 # -- the sealed login in progress -----------------------------------------------------------
-PENDING = PendingLogin(state="st", nonce="no", code_verifier="ve" * 30, next_path="/jobs")
+PENDING = PendingLogin(
+    state="state-marker-1234", nonce="no", code_verifier="ve" * 30, next_path="/jobs/marker"
+)
 
 
 def test_the_login_state_round_trips_and_expires() -> None:
     clock = FakeClock(T0)
     box = LoginStateBox(b"k" * 44, clock)
     sealed = box.seal(PENDING)
-    assert "st" not in sealed and "/jobs" not in sealed  # encrypted, not only signed
+    # Encrypted, not only signed (markers long enough not to turn up in random base64).
+    assert "state-marker-1234" not in sealed and "/jobs/marker" not in sealed
     assert box.open(sealed) == PENDING
     clock.current += timedelta(minutes=9)
     assert box.open(sealed) == PENDING
