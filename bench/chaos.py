@@ -123,7 +123,7 @@ def main() -> None:
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     workdir = Path(tempfile.mkdtemp(prefix="belfry-chaos-"))
     print(f"chaos: {args.minutes:g} min, >= {args.faults} faults, seed {seed}, in {workdir}")
-    print(f"fault kinds: {', '.join(kinds)}")
+    print(f"fault kinds: {', '.join(kinds)}", flush=True)  # before the progress lines
     try:
         ok = run(args.minutes, args.faults, seed, workdir, kinds)
     except AssertionError as error:  # ChaosError, or a server that would not start
