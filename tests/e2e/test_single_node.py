@@ -293,7 +293,9 @@ def test_explain_job_uses_the_jobs_own_spread(belfry: Belfry, tmp_path: Path) ->
     for name in ("spread-a", "spread-b"):
         explained = belfry.cli_json("explain", "--job", f"default/{name}", "-n", "3")
         shown = belfry.api("GET", f"/api/v1/jobs/default/{name}")
-        assert explained["next"][:3] == [n.replace("+00:00", "Z") for n in shown["next"][:3]]
+        stored = [n.replace("+00:00", "Z") for n in shown["next"][:2]]
+        # The job's instant may pass between the two calls: then the API is one instant on.
+        assert stored in (explained["next"][:2], explained["next"][1:3])
         instants = [_instant(n) for n in explained["next"]]
         assert len({i.minute for i in instants}) == 1, "H picks one minute per job"
     assert belfry.cli_json("explain", "--job", "default/spread-a")["timezone"] == "Asia/Kolkata"
