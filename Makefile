@@ -23,7 +23,12 @@ run: $(BIN)/.installed ## Start a single-node server (SQLite, embedded worker) w
 test: $(BIN)/.installed ## Run the whole test suite (SQLite and PostgreSQL)
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-system-packages.sh
-	$(BIN)/pytest
+	@# Most tests wait on subprocesses and timers: four at a time on two cores. Those that
+	@# measure failover or clocks run alone afterwards. Both parts always run.
+	@status=0; \
+	$(BIN)/pytest -n 4 --dist worksteal -m "not serial" || status=$$?; \
+	$(BIN)/pytest -m serial || status=$$?; \
+	exit $$status
 
 lint: $(BIN)/.installed ## ruff, mypy --strict, import-linter layer contracts
 	$(BIN)/ruff check src tests bench

@@ -26,6 +26,22 @@ from sqlalchemy.engine import make_url
 from belfry.adapters.store import open_store
 from tests.private_postgres import PrivatePostgres
 
+# Tests whose outcome depends on timing under faults (failover within seconds, clock skew,
+# killed databases): `make test` runs them alone, after the rest has run in parallel.
+_SERIAL_TESTS = (
+    "tests/chaos/",
+    "tests/e2e/test_ha.py",
+    "tests/e2e/test_clock_skew.py",
+    "tests/e2e/test_database_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(_SERIAL_TESTS):
+            item.add_marker(pytest.mark.serial)
+
+
 DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_CLUSTER_START = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"]
 PG_WAIT_SECONDS = 15.0

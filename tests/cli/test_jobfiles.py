@@ -282,7 +282,7 @@ def test_the_size_limit_is_inclusive(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ]
 
 
-def test_planned_and_unknown_top_level_keys(tmp_path: Path) -> None:
+def test_unknown_top_level_keys(tmp_path: Path) -> None:
     write(
         tmp_path,
         "jobs.yaml",
@@ -300,8 +300,6 @@ def test_planned_and_unknown_top_level_keys(tmp_path: Path) -> None:
         """,
     )
     assert problems(Path("jobs.yaml")) == [
-        "jobs.yaml:2: channels: not supported yet: notification channels come in a later "
-        "version; remove this section for now",
         "jobs.yaml:8: job: unknown top-level key (did you mean 'jobs'?)",
         "jobs.yaml:10: defaults: unknown top-level key (a job file holds a 'jobs:' list)",
     ]
@@ -717,3 +715,57 @@ def test_unknown_yaml_tags_are_not_strings(tmp_path: Path) -> None:
     assert problems(Path("jobs.yaml")) == [
         "jobs.yaml:2: jobs[0].schedule: expected a string or a list, got a value tagged !env"
     ]
+
+
+def test_channels_and_groups_load_with_file_lines(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "jobs.yaml",
+        """
+        channels:
+          - name: oncall
+            apprise: "slack://a/b/c"
+          - name: hook
+            webhook: {url: "https://ops.example/belfry", secret: s3cret}
+          - name: both
+            apprise: "slack://a/b/c"
+            email: {to: [ops@example.com]}
+          - name: mail
+            email: {to: [not-an-address]}
+        groups:
+          - name: billing
+            notify: [oncall]
+            alerts:
+              - {on: late, notify: [hook]}
+              - {on: too_long, factor: 3, after: 10m}
+              - {on: sometimes}
+        """,
+    )
+    found = problems(Path("jobs.yaml"))
+    assert found == [
+        "jobs.yaml:7: channels[2].apprise: a channel needs exactly one of 'apprise', "
+        "'webhook' or 'email' (has apprise and email)",
+        "jobs.yaml:10: channels[3].email.to: 'not-an-address' is not an e-mail address",
+        "jobs.yaml:15: groups[0].alerts[0]: on: 'late' needs 'after'",
+        "jobs.yaml:17: groups[0].alerts[2].on: expected one of 'failure', 'recovery', "
+        "'missed', 'late', 'too_long' or 'too_short', got a string ('sometimes')",
+    ]
+
+
+def test_a_valid_channel_and_group_are_loaded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "jobs.yaml",
+        """
+        channels:
+          - {name: oncall, webhook: {url: "https://ops.example/hook"}, realert: 30m}
+        groups:
+          - {name: billing, notify: [oncall], alerts: [{on: too_short, under: 2s}]}
+        jobs:
+          - {name: a, group: billing, schedule: "@daily", command: "true", notify: [oncall]}
+        """,
+    )
+    loaded = load_job_files([Path("jobs.yaml")])
+    assert [channel.name for channel in loaded.channels] == ["oncall"]
+    assert loaded.channels[0].realert == timedelta(minutes=30)
+    assert loaded.alert_groups[0].alerts[0].under == timedelta(seconds=2)

@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
                 for node in data["nodes"]
             ],
         )
+        health = data.get("health")
+        if health is not None:
+            print(_health(health))
         print()
         if not data["workers"]:
             print("no workers have said hello yet")
@@ -90,6 +93,15 @@ def register(app: typer.Typer) -> None:
                 for worker in data["workers"]
             ],
         )
+
+
+def _health(health: dict[str, Any]) -> str:
+    """The answering server's readiness, as ``/readyz`` has it, on one line."""
+    facts = ("database", "migrations", "clock")
+    if health["status"] == "ok":
+        return f"{health['node']} (answering): ready ({', '.join(f'{f} ok' for f in facts)})"
+    wrong = "; ".join(f"{fact}: {health[fact]}" for fact in facts if health[fact] != "ok")
+    return f"{health['node']} (answering): NOT READY: {wrong}"
 
 
 def _clock(node: dict[str, Any]) -> str:

@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
         body = {
             "jobs": [job.model_dump(mode="json") for job in loaded.jobs],
             "calendars": [calendar.model_dump(mode="json") for calendar in loaded.calendars],
+            "channels": [channel.model_dump(mode="json") for channel in loaded.channels],
+            "groups": [group.model_dump(mode="json") for group in loaded.alert_groups],
             "prune": prune,
             "dry_run": dry_run,
         }
@@ -100,6 +102,10 @@ def register(app: typer.Typer) -> None:
                     for field, (before, after) in change["fields"].items()
                 )
                 rows.append([change["action"], f"calendar {change['calendar']}", detail])
+        for what in ("channel", "group"):
+            for change in result.get(f"{what}_changes", []):
+                if change["action"] != "unchanged":
+                    rows.append([change["action"], f"{what} {change['name']}", ""])
         if rows:
             print_table(["action", "job", "changes"], rows)
         counts = {

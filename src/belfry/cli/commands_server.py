@@ -11,6 +11,7 @@ import typer
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from belfry.cli.alert_config import notifier_settings, smtp_settings
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
@@ -23,6 +24,7 @@ from belfry.server.settings import (
 )
 from belfry.services.retention import RetentionDefaults
 from belfry.services.sso import OidcSettings, parse_oidc_settings
+from belfry.worker.log_format import LogFormat
 
 __all__ = ["register"]
 
@@ -36,11 +38,15 @@ _CONFIG_KEYS = {
     "prune_interval",
     "state_dir",
     "log_level",
+    "log_format",
+    "metrics_public",
     "tls_cert",
     "tls_key",
     "max_request_bytes",
     "secret_key_file",
     "oidc",
+    "smtp",
+    "alerts",
 }
 
 
@@ -103,6 +109,25 @@ def _max_request_bytes(value: Any, label: str) -> int:
             f"(2 MiB, a worker's largest report), got {value!r}",
             EXIT_BAD_INPUT,
         )
+    return value
+
+
+def _log_format(option: LogFormat | None, values: dict[str, Any], config: Path | None) -> LogFormat:
+    if option is not None:
+        return option
+    value = values.get("log_format", LogFormat.TEXT.value)
+    try:
+        return LogFormat(value)
+    except ValueError:
+        raise CliError(
+            f"{config}: log_format: expected text or json, got {value!r}", EXIT_BAD_INPUT
+        ) from None
+
+
+def _flag(values: dict[str, Any], key: str, config: Path | None) -> bool:
+    value = values.get(key, False)
+    if not isinstance(value, bool):
+        raise CliError(f"{config}: {key}: expected true or false, got {value!r}", EXIT_BAD_INPUT)
     return value
 
 
@@ -175,6 +200,13 @@ def register(app: typer.Typer) -> None:
                 "created at the first start]"
             ),
         ] = None,
+        log_format: Annotated[
+            LogFormat | None,
+            typer.Option(
+                help="Log lines as text, or as one JSON object per line [default: text]",
+                case_sensitive=False,
+            ),
+        ] = None,
     ) -> None:
         """Run a Belfry server (API, scheduler and, unless --no-worker, a worker)."""
         from belfry.server.main import serve  # imported here: the client commands stay light
@@ -207,11 +239,15 @@ def register(app: typer.Typer) -> None:
             ),
             prune_interval=float(values.get("prune_interval", 60.0)),
             log_level=str(values.get("log_level", "info")),
+            log_format=_log_format(log_format, values, config),
+            metrics_public=_flag(values, "metrics_public", config),
             tls_cert=cert,
             tls_key=key,
             max_request_bytes=max_request_bytes,
             secret_key_file=secret_file,
             oidc=_oidc(values.get("oidc"), config),
+            smtp=smtp_settings(values.get("smtp"), config),
+            notifier=notifier_settings(values.get("alerts"), config),
         )
         _check_db_url(settings.database_url)
         try:

@@ -14,6 +14,7 @@ import typer
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.core.names import is_valid_name
 from belfry.core.sizes import parse_memory_mb
+from belfry.worker.log_format import LogFormat, configure_logging
 
 __all__ = ["register"]
 
@@ -75,6 +76,12 @@ def register(app: typer.Typer) -> None:
                 "[default: the system's trust store]"
             ),
         ] = None,
+        log_format: Annotated[
+            LogFormat,
+            typer.Option(
+                help="Log lines as text, or as one JSON object per line.", case_sensitive=False
+            ),
+        ] = LogFormat.TEXT,
     ) -> None:
         """Run jobs of the given pools on this host, for the servers at --server."""
         from belfry.worker.http_link import FatalWorkerError, tls_context
@@ -119,9 +126,7 @@ def register(app: typer.Typer) -> None:
             drain_grace=drain_grace,
             tls=tls,
         )
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(log_format, logging.INFO)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
         try:
             asyncio.run(run_worker(config))

@@ -39,7 +39,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
+from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
+from belfry.core.channels import ChannelSpec
 from belfry.core.durations import parse_duration
 from belfry.core.env_secrets import secret_input_problems
 from belfry.core.jobs import JobKey, JobSpec
@@ -59,11 +61,9 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
 
 # The top-level sections, and what one item of each is called.
-_SECTIONS = {"jobs": "job", "calendars": "calendar"}
-# Top-level sections the format will have (INTERFACE.md) but this version cannot apply yet.
-_PLANNED_SECTIONS = {
-    "channels": "notification channels come in a later version; remove this section for now",
-}
+_SECTIONS = {"jobs": "job", "calendars": "calendar", "channels": "channel", "groups": "group"}
+# Top-level sections the format will have but this version cannot apply yet.
+_PLANNED_SECTIONS: dict[str, str] = {}
 _KNOWN_SECTIONS = (*_SECTIONS, *_PLANNED_SECTIONS)
 
 # Pydantic error types that mean "wrong kind of value", and the kind that was expected.
@@ -89,8 +89,11 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROBES: dict[type[BaseModel], dict[str, Any]] = {
     JobSpec: {"name": "probe", "schedule": "every 1m", "command": "true"},
     CalendarSpec: {"name": "probe", "dates": ["2027-01-01"]},
+    ChannelSpec: {"name": "probe", "webhook": {"url": "http://probe"}},
+    GroupSpec: {"name": "probe"},
 }
 _M = TypeVar("_M", bound=BaseModel)
+_N = TypeVar("_N", CalendarSpec, ChannelSpec, GroupSpec)
 
 
 # --------------------------------------------------------------------------- public API
@@ -143,6 +146,9 @@ class LoadedJobs:
     files: list[str] = field(default_factory=list)
     calendars: list[CalendarSpec] = field(default_factory=list)
     calendar_sources: dict[str, SourceLocation] = field(default_factory=dict)
+    channels: list[ChannelSpec] = field(default_factory=list)
+    # The ``groups:`` section: settings of groups (their alerts), not the jobs' groups.
+    alert_groups: list[GroupSpec] = field(default_factory=list)
     # Not errors, but worth saying: calendars named but not defined in these files (the
     # server may have them; apply checks).
     warnings: list[Problem] = field(default_factory=list)
@@ -210,7 +216,10 @@ class _Loader:
         self._jobs: list[JobSpec] = []
         self._sources: dict[JobKey, SourceLocation] = {}
         self._calendars: list[CalendarSpec] = []
-        self._calendar_sources: dict[str, SourceLocation] = {}
+        # Where each calendar, channel and group was defined, by what it is.
+        self._named_sources: dict[str, dict[str, SourceLocation]] = {}
+        self._channels: list[ChannelSpec] = []
+        self._groups: list[GroupSpec] = []
         self._references: list[_Reference] = []
         self._files: list[str] = []
         self._seen: set[Path] = set()
@@ -228,8 +237,14 @@ class _Loader:
             files=list(self._files),
             calendars=list(self._calendars),
             calendar_sources=dict(self._calendar_sources),
+            channels=list(self._channels),
+            alert_groups=list(self._groups),
             warnings=warnings,
         )
+
+    @property
+    def _calendar_sources(self) -> dict[str, SourceLocation]:
+        return self._named_sources.get("calendar", {})
 
     def _check_references(self) -> list[Problem]:
         """Warnings for calendars named but not defined here; problems for calendars that
@@ -382,8 +397,22 @@ class _Loader:
             for index, node in enumerate(items):
                 if section == "jobs":
                     self._load_job(file, items, index, node)
-                else:
+                elif section == "calendars":
                     self._load_calendar(file, items, index, node)
+                else:
+                    self._load_alerting(section, file, items, index, node)
+
+    def _load_alerting(self, section: str, file: str, items: Any, index: int, node: Any) -> None:
+        prefix = f"{section}[{index}]"
+        line = _item_line(items, index, _node_line(items))
+        if section == "channels":
+            channel = self._load_named(ChannelSpec, file, "channel", prefix, line, node)
+            if channel is not None:
+                self._channels.append(channel)
+        else:
+            group = self._load_named(GroupSpec, file, "group", prefix, line, node)
+            if group is not None:
+                self._groups.append(group)
 
     def _load_job(self, file: str, jobs: Any, index: int, node: Any) -> None:
         prefix = f"jobs[{index}]"
@@ -425,26 +454,34 @@ class _Loader:
     def _load_calendar(self, file: str, calendars: Any, index: int, node: Any) -> None:
         prefix = f"calendars[{index}]"
         line = _item_line(calendars, index, _node_line(calendars))
-        spec = self._load_item(
-            CalendarSpec, file, node, prefix, line, "a calendar (a mapping with a name)"
-        )
+        spec = self._load_named(CalendarSpec, file, "calendar", prefix, line, node)
         if spec is None:
             return
-        first = self._calendar_sources.get(spec.name)
-        if first is not None:
-            self._problem(
-                file,
-                max(_key_line(node, "name", line), line),
-                f"{prefix}.name",
-                f"duplicate calendar '{spec.name}': also defined at {first}",
-            )
-            return
-        self._calendar_sources[spec.name] = SourceLocation(file, line)
         self._calendars.append(spec)
         for field_name in ("include", "exclude"):
             for position, name in enumerate(getattr(spec, field_name)):
                 path, at = _locate(node, prefix, line, (field_name, position), on_key=False)
                 self._references.append(_Reference(name, Problem(file, at, path, "")))
+
+    def _load_named(
+        self, model: type[_N], file: str, what: str, prefix: str, line: int, node: Any
+    ) -> _N | None:
+        """A calendar, channel or group: valid, and the first of its name in the files."""
+        spec = self._load_item(model, file, node, prefix, line, f"a {what} (a mapping with a name)")
+        if spec is None:
+            return None
+        sources = self._named_sources.setdefault(what, {})
+        first = sources.get(spec.name)
+        if first is not None:
+            self._problem(
+                file,
+                max(_key_line(node, "name", line), line),
+                f"{prefix}.name",
+                f"duplicate {what} '{spec.name}': also defined at {first}",
+            )
+            return None
+        sources[spec.name] = SourceLocation(file, line)
+        return spec
 
     def _load_item(
         self, model: type[_M], file: str, node: Any, prefix: str, line: int, expected: str

@@ -9,6 +9,7 @@ import typer
 
 from belfry.cli import (
     commands_accounts,
+    commands_alerts,
     commands_calendars,
     commands_cluster,
     commands_jobs,
@@ -35,6 +36,7 @@ commands_calendars.register(app)
 commands_cluster.register(app)
 commands_worker.register(app)
 commands_accounts.register(app)
+commands_alerts.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from typing import Annotated, Any
 
-__all__ = ["format_duration", "parse_duration"]
+from pydantic import BeforeValidator, PlainSerializer
+
+__all__ = ["Duration", "format_duration", "parse_duration"]
 
 _UNITS = {
     "us": timedelta(microseconds=1),
@@ -117,3 +120,17 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+def _to_timedelta(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+# A duration field of a spec: written as text (``90s``), held as a timedelta.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]

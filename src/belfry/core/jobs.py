@@ -14,16 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     Strict,
     field_validator,
     model_validator,
 )
 
-from belfry.core.durations import format_duration, parse_duration
+from belfry.core.alerts import AlertRule, valid_channel_names
+from belfry.core.durations import Duration
 from belfry.core.env_secrets import EnvValue, redacted_env
 from belfry.core.names import NAME_RULE, is_valid_name
 from belfry.core.schedules import (
@@ -49,19 +48,6 @@ __all__ = [
     "ResourcesSpec",
     "RetentionSpec",
     "RetrySpec",
-]
-
-
-def _to_timedelta(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    return parse_duration(value)
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_to_timedelta),
-    PlainSerializer(format_duration, return_type=str),
 ]
 
 
@@ -206,7 +192,10 @@ class JobSpec(_Strict):
     working_dir: str | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    # Channels for the usual alerts (failure, recovery, missed), and rules of its own
+    # (``belfry.core.alerts``).
     notify: list[str] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)
     paused: bool = False
     description: str = ""
 
@@ -226,6 +215,16 @@ class JobSpec(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("names a calendar twice")
         return value
+
+    @field_validator("notify")
+    @classmethod
+    def _valid_channel_names(cls, value: list[str]) -> list[str]:
+        return valid_channel_names(value)
+
+    @property
+    def channels(self) -> set[str]:
+        """Every channel the job alerts, by ``notify`` or by one of its ``alerts``."""
+        return set(self.notify) | {name for rule in self.alerts for name in rule.notify}
 
     @field_validator("schedule")
     @classmethod

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from belfry.core.calendars import CalendarSpec
+from belfry.core.deliveries import AlertingWrites
 from belfry.core.records import (
     CalendarRecord,
     Fence,
@@ -29,6 +30,8 @@ from belfry.core.records import (
 )
 from belfry.core.states import Actor, RunState
 from belfry.ports.accounts import AccountStore
+from belfry.ports.notifications import NotificationStore
+from belfry.ports.stats import StatsStore
 
 __all__ = ["InvalidValue", "Store"]
 
@@ -38,7 +41,7 @@ class InvalidValue(ValueError):
     NUL character. The caller's input, not a fault of the store."""
 
 
-class Store(AccountStore, Protocol):
+class Store(AccountStore, NotificationStore, StatsStore, Protocol):
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
         self,
@@ -47,11 +50,14 @@ class Store(AccountStore, Protocol):
         now: datetime,
         calendars: Sequence[CalendarSpec] = (),
         delete_calendars: Sequence[str] = (),
+        alerting: AlertingWrites | None = None,
     ) -> None:
-        """Create, replace and delete jobs and calendars in one transaction.
+        """Create, replace and delete jobs, calendars, channels and group settings in one
+        transaction.
 
         Each of ``calendars`` is created or replaces the calendar of its name; the
         calendars named in ``delete_calendars`` are deleted (a missing one is no error).
+        ``alerting``'s channels and groups likewise.
 
         A write with ``job_id`` None creates a job (``(group, name)`` must be new, else
         ValueError and nothing changes); with a ``job_id`` it replaces that job's spec and,

@@ -20,6 +20,7 @@ from belfry.core.records import AuditEntry, JobRecord, RunRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
 from belfry.ports.store import InvalidValue
 from belfry.server.accounts_api import accounts_router
+from belfry.server.alerts_api import alerts_router
 from belfry.server.authentication import Authentication
 from belfry.server.dependencies import (
     NodeDep,
@@ -28,6 +29,8 @@ from belfry.server.dependencies import (
     require,
     require_global_admin,
 )
+from belfry.server.health import readiness
+from belfry.server.metrics_api import metrics_router
 from belfry.server.node import Node
 from belfry.server.oidc_api import oidc_router
 from belfry.server.request_limits import RequestSizeLimit
@@ -42,8 +45,10 @@ from belfry.server.schemas import (
     ClusterOut,
     EventOut,
     ExplanationOut,
+    HealthOut,
     JobDetail,
     JobSummary,
+    NamedChangeOut,
     NodeOut,
     OutputPage,
     PauseRequest,
@@ -156,24 +161,11 @@ def _router() -> APIRouter:
         calendars it would change need a global admin."""
         for group in sorted({spec.group for spec in request.jobs}):
             require(caller, Permission.EDIT, group)
+        shared = request.calendars or request.channels or request.groups
         try:
-            if request.calendars and not caller.global_admin:
-                preview = await node.jobs.apply(
-                    request.jobs, calendars=request.calendars, prune=request.prune, dry_run=True
-                )
-                changed = [c.job for c in preview.calendar_changes if c.action != "unchanged"]
-                if changed:
-                    raise HTTPException(
-                        status.HTTP_403_FORBIDDEN,
-                        f"{caller.name} may not change calendars ({', '.join(changed)}): "
-                        "calendars are shared by all groups (global admins only)",
-                    )
-            result = await node.jobs.apply(
-                request.jobs,
-                calendars=request.calendars,
-                prune=request.prune,
-                dry_run=request.dry_run,
-            )
+            if shared and not caller.global_admin:
+                _check_shared_changes(caller, await _apply(node, request, dry_run=True))
+            result = await _apply(node, request, dry_run=request.dry_run)
         except ValueError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
         if not result.dry_run:
@@ -188,6 +180,8 @@ def _router() -> APIRouter:
                 )
                 for change in result.changes
             ],
+            channel_changes=[NamedChangeOut.of(change) for change in result.channel_changes],
+            group_changes=[NamedChangeOut.of(change) for change in result.group_changes],
             calendar_changes=[
                 CalendarChangeOut(
                     calendar=change.job,
@@ -402,9 +396,11 @@ def _router() -> APIRouter:
                 )
                 for known in await node.store.list_nodes()
             ]
+        ready = await readiness(node)
         return ClusterOut(
             nodes=nodes,
             workers=[WorkerOut.of(worker, load[worker.name]) for worker in workers],
+            health=HealthOut(node=node.name, **ready.to_json()),
         )
 
     return api
@@ -425,7 +421,8 @@ async def _run(node: Node, caller: Principal, run_id: int, permission: Permissio
 def _apply_entries(
     caller: Principal, address: str | None, request: ApplyRequest, result: ApplyResult
 ) -> list[AuditEntry]:
-    """One audit entry per job or calendar the apply changed, with before and after."""
+    """One audit entry per job, calendar, channel or group the apply changed, with before
+    and after (channels without their credentials)."""
     specs = {str(spec.key): spec for spec in request.jobs}
     entries = []
     for change in result.changes:
@@ -462,6 +459,20 @@ def _apply_entries(
                     after=spec.model_dump(mode="json", exclude_defaults=True) if spec else None,
                 )
             )
+    for what, named in (("channel", result.channel_changes), ("group", result.group_changes)):
+        entries += [
+            AuditEntry(
+                actor=caller.name,
+                action=f"{what}.{change.action}",
+                address=address,
+                group=change.name if what == "group" else None,
+                target=change.name,
+                before=change.before,
+                after=change.after,
+            )
+            for change in named
+            if change.action != "unchanged"
+        ]
     return entries
 
 
@@ -508,19 +519,16 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        try:
-            await node.store.ping()
-        except Exception as error:
-            return JSONResponse({"status": "unavailable", "database": str(error)}, 503)
-        refusal = node.election.refusal if node.election is not None else None
-        if refusal is not None:
-            return JSONResponse({"status": "unavailable", "database": "ok", "clock": refusal}, 503)
-        return JSONResponse({"status": "ok", "database": "ok", "clock": "ok"})
+        """Unauthenticated, for load balancers and orchestrators (server/health.py)."""
+        ready = await readiness(node)
+        return JSONResponse(ready.to_json(), 200 if ready.ready else 503)
 
     app.include_router(_router())
     app.include_router(accounts_router())
+    app.include_router(alerts_router())
     app.include_router(oidc_router())
     app.include_router(worker_router())
+    app.include_router(metrics_router())
     app.add_exception_handler(InvalidValue, _out_of_range)
     # Extreme dates in schedules or filters (year 1 at +14:00) overflow datetime.
     app.add_exception_handler(OverflowError, _out_of_range)
@@ -531,6 +539,36 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
     # Added last, so outermost of the app's middleware: an oversized body is refused first.
     app.add_middleware(RequestSizeLimit, max_bytes=node.settings.max_request_bytes)
     return app
+
+
+async def _apply(node: Node, request: ApplyRequest, *, dry_run: bool) -> ApplyResult:
+    return await node.jobs.apply(
+        request.jobs,
+        calendars=request.calendars,
+        channels=request.channels,
+        groups=request.groups,
+        prune=request.prune,
+        dry_run=dry_run,
+    )
+
+
+def _check_shared_changes(caller: Principal, preview: ApplyResult) -> None:
+    """403 unless ``caller`` may make the changes of ``preview`` beyond jobs: calendars
+    and channels are shared by all groups (global admins only); a group's settings need
+    admin on that group."""
+    shared = [
+        *(f"calendar {c.job}" for c in preview.calendar_changes if c.action != "unchanged"),
+        *(f"channel {c.name}" for c in preview.channel_changes if c.action != "unchanged"),
+    ]
+    if shared:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"{caller.name} may not change {', '.join(shared)}: calendars and channels are "
+            "shared by all groups (global admins only)",
+        )
+    for change in preview.group_changes:
+        if change.action != "unchanged":
+            require(caller, Permission.ADMINISTER, change.name)
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

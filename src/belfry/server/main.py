@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 from types import FrameType
 
@@ -15,6 +14,7 @@ from belfry.server.api import create_app
 from belfry.server.node import Node
 from belfry.server.settings import Settings
 from belfry.worker.child_watcher import use_pidfd_child_watcher
+from belfry.worker.log_format import configure_logging
 
 __all__ = ["serve"]
 
@@ -33,11 +33,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     use_pidfd_child_watcher()
     node = await Node.open(settings)
@@ -46,6 +42,9 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         app,
         host=settings.host,
         port=settings.port,
+        # Uvicorn's own lines (its errors) go through the root logger, so they take
+        # --log-format like every other line; the access log stays off.
+        log_config=None,
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from belfry import __version__
 from belfry.adapters.clock import SystemClock
+from belfry.adapters.notify import ChannelSenders
 from belfry.adapters.store import open_store
+from belfry.adapters.store.factory import schema_head
 from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.core.records import Fence
 from belfry.ports.clock import Clock
@@ -27,6 +29,8 @@ from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
 from belfry.services.login_throttle import LoginThrottle
+from belfry.services.metrics import Metrics
+from belfry.services.notifier import Notifier
 from belfry.services.oidc_login import SingleSignOn, read_state_key
 from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
@@ -65,6 +69,13 @@ class Node:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock_fd: int | None = None
     sso: SingleSignOn | None = None  # OpenID Connect login, when ``oidc:`` is configured
+    # What /metrics shows of this process (the services count into it).
+    metrics: Metrics = field(default_factory=Metrics)
+    # The migration this code expects the database at (/readyz compares).
+    schema_head: str = ""
+    # Decides and delivers alerts (set by ``open``).
+    notifier: Notifier = field(init=False)
+    _senders: ChannelSenders | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Node:
@@ -80,7 +91,10 @@ class Node:
         clock: Clock = DatabaseTime(SystemClock()) if shared else SystemClock()
         # Servers sharing a database: runs made by the leader are not announced to the
         # others in process, so their long polls look at the store twice a second.
-        runs = RunService(store, clock, recheck=0.5 if shared else None, secrets=secrets)
+        metrics = Metrics()
+        runs = RunService(
+            store, clock, recheck=0.5 if shared else None, secrets=secrets, metrics=metrics
+        )
         # A job applied through another server does not wake this one's scheduler: with a
         # shared database it looks at the cursors twice a second when idle.
         scheduler = Scheduler(
@@ -88,6 +102,7 @@ class Node:
             clock,
             on_runs_created=runs.new_work.ring,
             idle_recheck=0.5 if shared else 30.0,
+            metrics=metrics,
         )
         jobs = JobService(store, clock, on_change=scheduler.wake, secrets=secrets)
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
@@ -125,6 +140,17 @@ class Node:
             embedded_name=embedded_name,
             guardian=guardian,
             _lock_fd=lock_fd,
+            metrics=metrics,
+            schema_head=schema_head(),
+        )
+        node._senders = ChannelSenders(smtp=settings.smtp)
+        node.notifier = Notifier(
+            store,
+            clock,
+            jobs.channels,
+            node._senders,
+            settings.notifier,
+            on_delivery=metrics.notification,
         )
         if settings.oidc is not None:
             node.sso = SingleSignOn(
@@ -183,6 +209,8 @@ class Node:
             self._tasks.append(asyncio.create_task(self.election.run_forever(), name="election"))
         else:
             self._start_leading_tasks()
+        # Every server watches for a stalled scheduler and sends due alerts.
+        self._tasks.append(asyncio.create_task(self.notifier.run_forever(), name="delivery"))
         if self.agent is not None:
             self._tasks.append(asyncio.create_task(self.agent.run_forever(), name="worker"))
             self._tasks.append(asyncio.create_task(self._embedded_heartbeats(), name="beat"))
@@ -192,6 +220,7 @@ class Node:
             asyncio.create_task(self.scheduler.run_forever(), name="scheduler"),
             asyncio.create_task(self.pruner.run_forever(), name="pruner"),
             asyncio.create_task(self.workers.run_forever(), name="reaper"),
+            asyncio.create_task(self.notifier.run_leader_forever(), name="alerts"),
         ]
 
     async def _lead(self, fence: Fence) -> None:
@@ -278,6 +307,8 @@ class Node:
         self._tasks.clear()
         if self.guardian is not None:
             self.guardian.stop()  # the agent's runs were stopped with its task
+        if self._senders is not None:
+            await self._senders.aclose()
         await self.store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)

@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarSpec
+from belfry.core.channels import ChannelSpec
 from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
@@ -18,6 +20,7 @@ from belfry.core.records import (
     RunRecord,
     WorkerRecord,
 )
+from belfry.services.channels import NamedChange
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -31,6 +34,7 @@ __all__ = [
     "ErrorOut",
     "EventOut",
     "ExplanationOut",
+    "HealthOut",
     "JobDetail",
     "JobSummary",
     "NodeOut",
@@ -202,6 +206,12 @@ class ApplyRequest(BaseModel):
     calendars: list[CalendarSpec] = Field(
         default_factory=list, description="Calendars to create or replace, by name."
     )
+    channels: list[ChannelSpec] = Field(
+        default_factory=list, description="Alert channels to create or replace, by name."
+    )
+    groups: list[GroupSpec] = Field(
+        default_factory=list, description="Settings (alert rules) of groups, by name."
+    )
     prune: bool = False
     dry_run: bool = False
 
@@ -218,10 +228,25 @@ class CalendarChangeOut(BaseModel):
     fields: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+class NamedChangeOut(BaseModel):
+    """A channel's or group's change; a channel shown without its credentials."""
+
+    name: str
+    action: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, change: NamedChange) -> NamedChangeOut:
+        return cls(name=change.name, action=change.action, before=change.before, after=change.after)
+
+
 class ApplyResponse(BaseModel):
     dry_run: bool
     changes: list[ChangeOut]
     calendar_changes: list[CalendarChangeOut] = Field(default_factory=list)
+    channel_changes: list[NamedChangeOut] = Field(default_factory=list)
+    group_changes: list[NamedChangeOut] = Field(default_factory=list)
 
 
 class CalendarOut(BaseModel):
@@ -281,9 +306,21 @@ class NodeOut(BaseModel):
     )
 
 
+class HealthOut(BaseModel):
+    """The readiness of the server answering (as ``/readyz`` reports it): each fact is
+    ``ok`` or says what is wrong."""
+
+    node: str
+    status: str
+    database: str
+    migrations: str
+    clock: str
+
+
 class ClusterOut(BaseModel):
     nodes: list[NodeOut]
     workers: list[WorkerOut]
+    health: HealthOut = Field(description="The readiness of the server that answered.")
 
 
 class ErrorOut(BaseModel):

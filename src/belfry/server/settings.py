@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from belfry.adapters.notify import SmtpSettings
+from belfry.services.notifier import NotifierSettings
 from belfry.services.retention import RetentionDefaults
 from belfry.services.sso import OidcSettings
+from belfry.worker.log_format import LogFormat
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -52,6 +55,11 @@ class Settings:
     retention: RetentionDefaults = field(default_factory=RetentionDefaults)
     prune_interval: float = 60.0
     log_level: str = "info"
+    # Log lines as text for people, or one JSON object per line for log shippers.
+    log_format: LogFormat = LogFormat.TEXT
+    # Serve /metrics without a token (a scraper on a trusted network). Off: /metrics needs
+    # a token that may read every group, as its per-job series name every job.
+    metrics_public: bool = False
     # Serve HTTPS with this certificate chain and private key (PEM); both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -62,6 +70,10 @@ class Settings:
     secret_key_file: Path | None = None
     # Single sign-on through an OpenID Connect provider (the ``oidc:`` config section).
     oidc: OidcSettings | None = None
+    # Where e-mail alerts go out (the ``smtp:`` config section; None: e-mail channels fail).
+    smtp: SmtpSettings | None = None
+    # How often alerts are decided and sent; when a stalled scheduler is alerted.
+    notifier: NotifierSettings = field(default_factory=NotifierSettings)
 
     @property
     def tls(self) -> bool:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
+from belfry.core.channels import ChannelSpec
 from belfry.core.env_secrets import (
     EnvValue,
     KeepSecret,
@@ -26,6 +28,7 @@ from belfry.core.records import CalendarRecord, JobRecord, JobWrite, Transition,
 from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.channels import ChannelCatalog, NamedChange
 from belfry.services.secret_box import SecretBox, SecretUnreadable
 
 __all__ = [
@@ -73,6 +76,8 @@ class ApplyResult:
     changes: list[JobChange]
     dry_run: bool
     calendar_changes: list[JobChange] = field(default_factory=list)
+    channel_changes: list[NamedChange] = field(default_factory=list)
+    group_changes: list[NamedChange] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for change in self.changes if change.action == action)
@@ -108,6 +113,7 @@ class JobService:
         self._clock = clock
         self._on_change = on_change
         self._secrets = secrets
+        self.channels = ChannelCatalog(store, clock, secrets)
 
     async def get(self, key: JobKey) -> JobRecord:
         job = await self._store.get_job(key.group, key.name)
@@ -174,22 +180,26 @@ class JobService:
         specs: Sequence[JobSpec],
         *,
         calendars: Sequence[CalendarSpec] = (),
+        channels: Sequence[ChannelSpec] = (),
+        groups: Sequence[GroupSpec] = (),
         prune: bool = False,
         dry_run: bool = False,
     ) -> ApplyResult:
-        """Make the stored jobs match ``specs`` and create or replace ``calendars``; with
-        ``prune``, also delete the jobs of the same groups that ``specs`` do not mention.
-        One transaction. Raises ValueError (nothing applied) for duplicates, calendars that
-        do not resolve, and jobs naming a calendar that neither exists nor is applied."""
+        """Make the stored jobs match ``specs`` and create or replace ``calendars``,
+        ``channels`` and ``groups`` (group settings); with ``prune``, also delete the jobs
+        of the same groups that ``specs`` do not mention. One transaction. Raises
+        ValueError (nothing applied) for duplicates, calendars that do not resolve, and
+        jobs naming a calendar or channel that neither exists nor is applied."""
         keys = [spec.key for spec in specs]
         duplicates = {str(key) for key in keys if keys.count(key) > 1}
         if duplicates:
             raise ValueError(f"duplicate jobs: {', '.join(sorted(duplicates))}")
         calendar_changes = await self._check_calendars(specs, calendars)
+        alerting = await self.channels.plan(channels, groups)
+        self.channels.check_references(alerting, specs, groups)
         now = self._clock.now()
-        groups = sorted({spec.group for spec in specs})
         existing: dict[JobKey, JobRecord] = {}
-        for group in groups:
+        for group in sorted({spec.group for spec in specs}):
             existing.update({job.key: job for job in await self._store.list_jobs(group)})
         changes: list[JobChange] = []
         writes: list[JobWrite] = []
@@ -235,12 +245,16 @@ class JobService:
             for spec, change in zip(calendars, calendar_changes, strict=True)
             if change.action != "unchanged"
         ]
-        if not dry_run and (writes or deletes or written):
-            await self._store.apply_jobs(writes, deletes, now, calendars=written)
+        if not dry_run and (writes or deletes or written or alerting.changes_anything):
+            await self._store.apply_jobs(
+                writes, deletes, now, calendars=written, alerting=alerting.writes
+            )
             rescheduled = [w.job_id for w in writes if w.job_id is not None and w.reset_cursor]
             await self._retire_prepared_runs(rescheduled)
             self._on_change()
-        return ApplyResult(changes, dry_run, calendar_changes)
+        return ApplyResult(
+            changes, dry_run, calendar_changes, alerting.channel_changes, alerting.group_changes
+        )
 
     def _seal_secrets(self, spec: JobSpec, current: JobRecord | None) -> JobSpec:
         """``spec`` as it is stored: each ``{secret: VALUE}`` sealed (the stored sealed

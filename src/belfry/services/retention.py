@@ -18,6 +18,9 @@ __all__ = ["Pruner", "RetentionDefaults"]
 
 log = logging.getLogger(__name__)
 
+# How long alert deliveries are kept when runs are kept without an age limit.
+_DELIVERY_DAYS = 90
+
 
 @dataclass(frozen=True)
 class RetentionDefaults:
@@ -71,4 +74,9 @@ class Pruner:
                 await asyncio.sleep(self._pause)
         if deleted:
             log.info("pruned %d runs", deleted)
+        # The delivery log is kept as long as the longest default run history.
+        days = self._defaults.keep_days or _DELIVERY_DAYS
+        gone = await self._store.prune_deliveries(self._clock.now() - timedelta(days=days))
+        if gone:
+            log.info("pruned %d alert deliveries", gone)
         return deleted

@@ -23,6 +23,7 @@ from belfry.core.states import ACTIVE_STATES, Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.services.batching import GroupCommit
+from belfry.services.metrics import Metrics
 from belfry.services.placement import WorkerIdentity, fan_out, wants_workers
 from belfry.services.secret_box import SecretBox, SecretUnreadable
 from belfry.services.wakeups import RunWatchers, Wakeup
@@ -94,9 +95,12 @@ class RunService:
         spread: Callable[[], float] = random.random,
         recheck: float | None = None,
         secrets: SecretBox | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
+        # Counts the starts, endings and skips this server records (``/metrics``).
+        self._metrics = metrics or Metrics()
         self._claim_lead = claim_lead
         self._claim_batch = claim_batch
         # Opens the jobs' secret env values for the orders handed to workers.
@@ -125,6 +129,7 @@ class RunService:
             job, [NewRun(job.id, now, trigger=Trigger.MANUAL, not_before=now)], workers, now
         )
         created = await self._store.create_runs(wanted, Actor.USER, now)
+        self._metrics.recorded(created)  # born skipped when no worker can take it
         self.new_work.ring()
         return created
 
@@ -149,6 +154,10 @@ class RunService:
                 now,
             )
             if changed:
+                self._metrics.recorded(changed)
+                log.info(
+                    "run %d of %s killed before it started", run.id, run.job, extra=_about(run)
+                )
                 self.watchers.changed(run_id)
                 return changed[0]
             run = await self._store.get_run(run_id)
@@ -266,10 +275,13 @@ class RunService:
         if not changes:
             return Assignment(kills=kills)
         changed = await self._store.transition(changes, now)
+        self._metrics.recorded(changed)
         orders = []
         unstartable: list[Transition] = []
         for run in changed:
             self.watchers.changed(run.id)
+            if run.state is RunState.SKIPPED:
+                log.info("run %d of %s skipped: %s", run.id, run.job, run.reason, extra=_about(run))
             if run.state is RunState.CLAIMED:
                 self._claimed[run.id] = run
                 try:
@@ -286,7 +298,10 @@ class RunService:
                         )
                     )
         if unstartable:
-            for run in await self._store.transition(unstartable, self._clock.now()):
+            failed = await self._store.transition(unstartable, self._clock.now())
+            self._metrics.recorded(failed)
+            for run in failed:
+                log.warning("run %d of %s %s", run.id, run.job, run.reason, extra=_about(run))
                 self._claimed.pop(run.id, None)
                 self.watchers.changed(run.id)
         # Stamped last: time spent in the database must not make the worker start late.
@@ -358,7 +373,16 @@ class RunService:
             ],
             self._clock.now(),
         )
+        self._metrics.recorded(changed)
         for run in changed:
+            log.info(
+                "run %d of %s started on %s (pid %s)",
+                run.id,
+                run.job,
+                run.host,
+                run.pid,
+                extra=_about(run),
+            )
             self.watchers.changed(run.id)
 
     async def _write_output(self, chunks: list[OutputChunk]) -> None:
@@ -395,7 +419,17 @@ class RunService:
                 if retry is not None:
                     retries.append(retry)
         changed = await self._store.transition(changes, now, retries)
+        self._metrics.recorded(changed)
         for run in changed:
+            log.info(
+                "run %d of %s ended: %s (exit code %s)%s",
+                run.id,
+                run.job,
+                run.state.value,
+                run.exit_code,
+                f": {run.reason}" if run.reason else "",
+                extra=_about(run),
+            )
             self.watchers.changed(run.id)
         # A finish can free a queued run, and a retry is new work.
         self.new_work.ring()
@@ -488,12 +522,20 @@ class RunService:
             now,
             retries,
         )
+        self._metrics.recorded(changed)
         for run in changed:
+            log.warning("run %d of %s lost: %s", run.id, run.job, reason, extra=_about(run))
             self._claimed.pop(run.id, None)
             self.watchers.changed(run.id)
         if retries:
             self.new_work.ring()
         return len(changed)
+
+
+def _about(run: RunRecord) -> dict[str, object]:
+    """The fields every log line about a run carries (``--log-format``: JSON fields, or
+    ``job=... run_id=...`` after the text), to find all of a run's lines at once."""
+    return {"job": run.job, "run_id": run.id}
 
 
 def _overlap_keys(job_id: int, worker: str | None) -> list[tuple[int, str | None]]:

@@ -23,6 +23,7 @@ from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.metrics import Metrics
 from belfry.services.placement import fan_out, wants_workers
 from belfry.services.runs import PREPARE_AHEAD
 from belfry.services.wakeups import Wakeup
@@ -45,9 +46,12 @@ class Scheduler:
         horizon: timedelta = PREPARE_AHEAD,
         batch: int = 500,
         idle_recheck: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
+        # Counts the skips and fires of the passes this server makes (``/metrics``).
+        self._metrics = metrics or Metrics()
         self._on_runs_created = on_runs_created
         # Runs are created this far ahead so the worker can start them exactly on time.
         self._horizon = horizon
@@ -95,6 +99,7 @@ class Scheduler:
                 if applied == 0 and self.fence is not None:
                     # Fenced out: another server leads now. Stop; the election says so soon.
                     return FENCED_PAUSE
+                await self._count(advances, applied, now)
                 if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
                     self._on_runs_created()
             if len(jobs) < self._batch:
@@ -104,6 +109,22 @@ class Scheduler:
             return self._idle_recheck
         seconds = (upcoming - self._horizon - self._clock.now()).total_seconds()
         return min(max(seconds, 0.0), self._idle_recheck)
+
+    async def _count(self, advances: list[JobAdvance], applied: int, now: datetime) -> None:
+        """Count the skips and fires of the advances that applied."""
+        if applied < len(advances):
+            if applied == 0:
+                return
+            # Some cursors moved meanwhile (a concurrent apply changed the job): count the
+            # advances whose cursor is where this pass put it. Rare, so read only then.
+            current = await self._store.get_jobs([advance.job_id for advance in advances])
+            advances = [
+                advance
+                for advance in advances
+                if advance.job_id in current
+                and current[advance.job_id].next_fire_at == advance.next_cursor
+            ]
+        self._metrics.planned((run for advance in advances for run in advance.runs), now)
 
     def _schedule(self, job: JobRecord) -> Schedule:
         spec = job.spec

@@ -143,7 +143,12 @@ class Agent:
                 self._running[order.run_id].started = True
             await execute(order, self._reporter, kill, host=self._host, tracker=self._tracker)
         except Exception:
-            log.exception("run %d (%s): executor failed", order.run_id, order.job)
+            log.exception(
+                "run %d (%s): executor failed",
+                order.run_id,
+                order.job,
+                extra={"job": order.job, "run_id": order.run_id},
+            )
         finally:
             self._running.pop(order.run_id, None)
             self._slot_freed.set()

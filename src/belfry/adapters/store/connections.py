@@ -3,13 +3,14 @@ writes, driver errors translated into the store's own, and a few statement helpe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CTE, ColumnClause, ColumnElement, Table, cast, values
+from sqlalchemy import CTE, ColumnClause, ColumnElement, Table, cast, delete, select, update, values
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
@@ -83,6 +84,44 @@ class SqlConnections:
             if mistake is None:
                 raise
             raise mistake from None
+
+    async def _write_named(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        values_by_name: Mapping[str, dict[str, Any]],
+        delete_names: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Delete, create and replace rows of a table keyed by ``name`` (calendars,
+        channels, group settings) within the caller's transaction, keeping ``created_at``
+        of the rows replaced."""
+        if delete_names:
+            await connection.execute(delete(table).where(table.c.name.in_(set(delete_names))))
+        if not values_by_name:
+            return
+        result = await connection.execute(
+            select(table.c.name).where(table.c.name.in_(set(values_by_name)))
+        )
+        existing = {row.name for row in result}
+        for name, columns in values_by_name.items():
+            if name in existing:
+                await connection.execute(
+                    update(table).where(table.c.name == name).values(**columns, updated_at=now)
+                )
+        created = [
+            {"name": name, **columns, "created_at": now, "updated_at": now}
+            for name, columns in values_by_name.items()
+            if name not in existing
+        ]
+        if created:
+            try:
+                await connection.execute(table.insert(), created)
+            except IntegrityError as error:
+                # Lost a race with a concurrent apply creating the same name.
+                raise ValueError(
+                    f"a created {table.name.rstrip('s')} already exists; apply again"
+                ) from error
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         # Both dialects spell "insert unless the key exists" as ON CONFLICT DO NOTHING.

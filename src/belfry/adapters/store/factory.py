@@ -10,6 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError
@@ -19,7 +20,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from belfry.adapters.store.sql import WRITE_OPTION, SqlStore
 
-__all__ = ["MIGRATIONS_DIR", "database_kind", "driver_url", "open_store", "redacted_url"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "database_kind",
+    "driver_url",
+    "open_store",
+    "redacted_url",
+    "schema_head",
+]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -153,11 +161,25 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
     )
 
 
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def schema_head() -> str:
+    """The newest migration this code knows: the revision ``open_store`` migrates to, and
+    the one a database serving this code must be at (``/readyz``)."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
+    return head
+
+
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config = _alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 

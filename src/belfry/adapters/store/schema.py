@@ -34,11 +34,15 @@ __all__ = [
     "UtcDateTime",
     "audit",
     "calendars",
+    "channels",
+    "deliveries",
     "grants",
+    "group_settings",
     "jobs",
     "leadership",
     "metadata",
     "nodes",
+    "notifier_marks",
     "output_chunks",
     "run_events",
     "runs",
@@ -153,6 +157,8 @@ runs = Table(
     Index(None, "state", "not_before"),
     Index(None, "job_id", "id"),
     Index(None, "job_id", "state"),
+    # The notifier reads the runs that ended since it last looked.
+    Index(None, "finished_at"),
     sqlite_autoincrement=True,
 )
 
@@ -283,4 +289,61 @@ nodes = Table(
     Column("last_seen", UtcDateTime, nullable=False),
     # Seconds to add to the node's clock to read the database's (None: not measured yet).
     Column("clock_offset", Float, nullable=True),
+)
+
+# Alert channels. The spec holds credentials: stored sealed with the server's secret key,
+# with a digest to tell an unchanged re-apply and a redacted copy to show.
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("redacted", Text, nullable=False),  # JSON
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Settings of a group of jobs (``groups:`` in job files): its alert rules.
+group_settings = Table(
+    "group_settings",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("spec", Text, nullable=False),  # GroupSpec as JSON
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One alert to one channel, from decision to sent or given up (``core.deliveries``).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("job", String(201), nullable=False),
+    Column("run_id", BigInteger, nullable=True),  # no foreign key: outlives pruned runs
+    Column("dedup_key", String(400), nullable=False, unique=True),
+    Column("alert", Text, nullable=False),  # JSON
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "run_id"),
+    Index(None, "channel", "id"),
+    # Realert: when did this job last alert this kind to this channel.
+    Index(None, "job", "kind", "channel", "created_at"),
+    sqlite_autoincrement=True,
+)
+
+# Marks the notifier keeps across failovers: how far it has read the runs that ended.
+notifier_marks = Table(
+    "notifier_marks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
 )

@@ -35,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from belfry.adapters.store.accounts import AccountStore
 from belfry.adapters.store.connections import WRITE_OPTION
+from belfry.adapters.store.notifications import NotificationStore
+from belfry.adapters.store.run_rows import run_record
 from belfry.adapters.store.schema import (
     UtcDateTime,
     calendars,
@@ -46,7 +48,9 @@ from belfry.adapters.store.schema import (
     runs,
     workers,
 )
+from belfry.adapters.store.stats import StatsStore
 from belfry.core.calendars import CalendarSpec
+from belfry.core.deliveries import AlertingWrites
 from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
@@ -139,31 +143,6 @@ def _worker(row: Row[Any]) -> WorkerRecord:
     )
 
 
-def _run(row: Row[Any]) -> RunRecord:
-    data = row._mapping
-    return RunRecord(
-        id=data["id"],
-        job_id=data["job_id"],
-        job=data["job"],
-        scheduled_for=data["scheduled_for"],
-        attempt=data["attempt"],
-        trigger=Trigger(data["trigger"]),
-        state=RunState(data["state"]),
-        reason=data["reason"] or None,
-        not_before=data["not_before"],
-        exit_code=data["exit_code"],
-        target=data["target"] or None,
-        worker=data["worker"],
-        host=data["host"],
-        pid=data["pid"],
-        kill_requested=bool(data["kill_requested"]),
-        created_at=data["created_at"],
-        claimed_at=data["claimed_at"],
-        started_at=data["started_at"],
-        finished_at=data["finished_at"],
-    )
-
-
 def _event(row: Row[Any]) -> RunEvent:
     data = row._mapping
     return RunEvent(
@@ -187,7 +166,7 @@ def _job_values(write: JobWrite) -> dict[str, Any]:
     }
 
 
-class SqlStore(AccountStore):
+class SqlStore(AccountStore, NotificationStore, StatsStore):
     """The store on a SQLAlchemy async engine (built by ``open_store``)."""
 
     async def _job_names(
@@ -242,7 +221,7 @@ class SqlStore(AccountStore):
             .returning(*runs.c)
         )
         result = await connection.execute(statement, rows)
-        inserted = sorted((_run(row) for row in result), key=lambda run: run.id)
+        inserted = sorted((run_record(row) for row in result), key=lambda run: run.id)
         if inserted:
             await connection.execute(
                 run_events.insert(),
@@ -270,6 +249,7 @@ class SqlStore(AccountStore):
         now: datetime,
         calendars: Sequence[CalendarSpec] = (),
         delete_calendars: Sequence[str] = (),
+        alerting: AlertingWrites | None = None,
     ) -> None:
         keys = [(write.spec.group, write.spec.name) for write in writes]
         if len(set(keys)) != len(keys):
@@ -284,6 +264,8 @@ class SqlStore(AccountStore):
         async with self._write() as connection:
             if delete_calendars or calendars:
                 await self._write_calendars(connection, calendars, delete_calendars, now)
+            if alerting is not None:
+                await self._write_alerting(connection, alerting, now)
             # Deletes first, so one apply can delete a job and create one of the same name.
             if delete_ids:
                 await connection.execute(delete(jobs).where(jobs.c.id.in_(set(delete_ids))))
@@ -299,45 +281,13 @@ class SqlStore(AccountStore):
         delete_names: Sequence[str],
         now: datetime,
     ) -> None:
-        if delete_names:
-            await connection.execute(
-                delete(calendars).where(calendars.c.name.in_(set(delete_names)))
-            )
-        if not specs:
-            return
-        wanted = {spec.name for spec in specs}
-        result = await connection.execute(
-            select(calendars.c.name).where(calendars.c.name.in_(wanted))
+        await self._write_named(
+            connection,
+            calendars,
+            {spec.name: {"spec": spec.model_dump_json()} for spec in specs},
+            delete_names,
+            now,
         )
-        existing = {row.name for row in result}
-        replaced = [
-            {"b_name": spec.name, "spec": spec.model_dump_json(), "updated_at": now}
-            for spec in specs
-            if spec.name in existing
-        ]
-        created = [
-            {
-                "name": spec.name,
-                "spec": spec.model_dump_json(),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for spec in specs
-            if spec.name not in existing
-        ]
-        if replaced:
-            await connection.execute(
-                update(calendars)
-                .where(calendars.c.name == bindparam("b_name"))
-                .values(spec=bindparam("spec"), updated_at=bindparam("updated_at")),
-                replaced,
-            )
-        if created:
-            try:
-                await connection.execute(calendars.insert(), created)
-            except IntegrityError as error:
-                # Lost a race with a concurrent apply creating the same calendar.
-                raise ValueError("a created calendar already exists; apply again") from error
 
     async def list_calendars(self) -> list[CalendarRecord]:
         statement = select(calendars).order_by(calendars.c.name)
@@ -542,7 +492,7 @@ class SqlStore(AccountStore):
     async def get_run(self, run_id: int) -> RunRecord | None:
         async with self._read() as connection:
             row = (await connection.execute(select(runs).where(runs.c.id == run_id))).first()
-        return _run(row) if row else None
+        return run_record(row) if row else None
 
     async def list_runs(
         self,
@@ -563,7 +513,7 @@ class SqlStore(AccountStore):
             in_groups = select(jobs.c.id).where(jobs.c.group.in_(sorted(groups)))
             statement = statement.where(runs.c.job_id.in_(in_groups))
         async with self._read() as connection:
-            return [_run(row) for row in await connection.execute(statement)]
+            return [run_record(row) for row in await connection.execute(statement)]
 
     async def due_runs(
         self, until: datetime, limit: int, for_worker: str | None = None
@@ -577,7 +527,7 @@ class SqlStore(AccountStore):
         if for_worker is not None:
             statement = statement.where(runs.c.target.in_(["", for_worker]))
         async with self._read() as connection:
-            return [_run(row) for row in await connection.execute(statement)]
+            return [run_record(row) for row in await connection.execute(statement)]
 
     async def next_run_due(self) -> datetime | None:
         statement = select(func.min(runs.c.not_before)).where(
@@ -601,7 +551,7 @@ class SqlStore(AccountStore):
         if worker is not None:
             statement = statement.where(runs.c.worker == worker)
         async with self._read() as connection:
-            return [_run(row) for row in await connection.execute(statement)]
+            return [run_record(row) for row in await connection.execute(statement)]
 
     async def transition(
         self,
@@ -688,7 +638,7 @@ class SqlStore(AccountStore):
         result = await connection.execute(
             update(runs).where(*conditions).values(assignments).returning(*runs.c)
         )
-        return [_run(row) for row in result]
+        return [run_record(row) for row in result]
 
     async def request_kill(self, run_id: int, actor: Actor, now: datetime) -> RunRecord | None:
         statement = (
@@ -701,7 +651,7 @@ class SqlStore(AccountStore):
             row = (await connection.execute(statement)).first()
             if row is None:
                 return None
-            run = _run(row)
+            run = run_record(row)
             await connection.execute(
                 run_events.insert().values(
                     run_id=run.id,
