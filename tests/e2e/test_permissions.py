@@ -26,6 +26,8 @@ PASSWORD = "correct horse battery staple"
 JOB_A = {"name": "job", "group": "a", "schedule": "@yearly", "command": "echo hi"}
 JOB_B = {"name": "job", "group": "b", "schedule": "@yearly", "command": "echo hi"}
 CALENDAR = {"name": "cal", "dates": ["2027-12-25"]}
+# Nothing listens on port 1: a test alert fails fast (and is still a 200 with its outcome).
+CHANNEL = {"name": "hook", "webhook": {"url": "http://127.0.0.1:1/hook", "secret": "s"}}
 # Who holds which role (global: a global admin user; outsider: a viewer of group b only).
 ROLES: dict[str, dict[str, str]] = {
     "viewer": {"a": "viewer"},
@@ -136,7 +138,11 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
     callers += [Caller(user, _bearer(_login_token(server, user))) for user in ROLES]
 
     def seed() -> None:
-        admin("POST", "/api/v1/apply", json={"jobs": [JOB_A, JOB_B], "calendars": [CALENDAR]})
+        admin(
+            "POST",
+            "/api/v1/apply",
+            json={"jobs": [JOB_A, JOB_B], "calendars": [CALENDAR], "channels": [CHANNEL]},
+        )
 
     def victim(grant: bool = False) -> Callable[[], None]:
         def make() -> None:
@@ -149,6 +155,9 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
 
     def spare_calendar() -> None:
         admin("PUT", "/api/v1/calendars/spare", json={"name": "spare", "dates": ["2028-01-01"]})
+
+    def spare_channel() -> None:
+        admin("PUT", "/api/v1/channels/spare", json={**CHANNEL, "name": "spare"})
 
     seed()
     run_id = admin("POST", "/api/v1/jobs/a/job/run")["runs"][0]["id"]
@@ -183,6 +192,19 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
             "/api/v1/calendars/spare",
             setup=spare_calendar,
         ),
+        Call("GET", "/api/v1/channels", "any"),
+        Call("GET", "/api/v1/channels/{name}", "any", "/api/v1/channels/hook"),
+        Call("PUT", "/api/v1/channels/{name}", "global", "/api/v1/channels/hook", CHANNEL),
+        Call(
+            "DELETE",
+            "/api/v1/channels/{name}",
+            "global",
+            "/api/v1/channels/spare",
+            setup=spare_channel,
+        ),
+        Call("POST", "/api/v1/channels/{name}/test", "global", "/api/v1/channels/hook/test"),
+        Call("GET", "/api/v1/groups", "any"),
+        Call("GET", "/api/v1/deliveries", "any"),
         Call("POST", "/api/v1/jobs/{group}/{name}/run", "operate:a", "/api/v1/jobs/a/job/run"),
         Call(
             "POST",
