@@ -131,6 +131,11 @@ class Store(AccountStore, NotificationStore, StatsStore, Protocol):
         runs of jobs in those groups)."""
         ...
 
+    async def latest_runs(self, job_ids: Sequence[int]) -> dict[int, RunRecord]:
+        """Each job's run with the highest id (its latest), for the jobs that have one.
+        One query, served by the (job_id, id) index."""
+        ...
+
     async def due_runs(
         self, until: datetime, limit: int, for_worker: str | None = None
     ) -> list[RunRecord]:

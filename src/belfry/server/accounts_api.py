@@ -37,10 +37,11 @@ from belfry.server.dependencies import (
     address_of,
     require,
     require_global_admin,
+    set_session_cookie,
 )
 from belfry.server.node import Node
 from belfry.server.schemas import ERROR_RESPONSES
-from belfry.services.accounts import SESSION_LIFETIME, AccountError, UnknownUser
+from belfry.services.accounts import AccountError, UnknownUser
 
 __all__ = ["accounts_router"]
 
@@ -74,15 +75,7 @@ def accounts_router() -> APIRouter:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
         node.login_throttle.succeeded(address, body.name)
         await node.audit.record(login.principal, "login", address=address)
-        response.set_cookie(
-            SESSION_COOKIE,
-            login.session,
-            max_age=int(SESSION_LIFETIME.total_seconds()),
-            httponly=True,
-            secure=request.url.scheme == "https",
-            samesite="strict",
-            path="/",
-        )
+        set_session_cookie(response, request, login.session)
         return LoginOut(**MeOut.of(login.principal).model_dump(), csrf_token=login.csrf_token)
 
     @api.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

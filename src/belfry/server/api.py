@@ -16,7 +16,7 @@ from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
 from belfry.core.permissions import Permission, Principal
-from belfry.core.records import AuditEntry, JobRecord, RunRecord
+from belfry.core.records import AuditEntry, JobRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
 from belfry.ports.store import InvalidValue
 from belfry.server.accounts_api import accounts_router
@@ -33,6 +33,7 @@ from belfry.server.health import readiness
 from belfry.server.metrics_api import metrics_router
 from belfry.server.node import Node
 from belfry.server.oidc_api import oidc_router
+from belfry.server.operations import find_job, find_run, kill_run, set_paused, trigger_job
 from belfry.server.request_limits import RequestSizeLimit
 from belfry.server.schemas import (
     ERROR_RESPONSES,
@@ -57,6 +58,7 @@ from belfry.server.schemas import (
     TriggerOut,
     WorkerOut,
 )
+from belfry.server.ui import mount_ui
 from belfry.server.worker_api import worker_router
 from belfry.services.database_time import MAX_CLOCK_OFFSET
 from belfry.services.jobs import ApplyResult, CalendarInUse, UnknownCalendar, UnknownJob
@@ -64,13 +66,6 @@ from belfry.services.jobs import ApplyResult, CalendarInUse, UnknownCalendar, Un
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-
-async def _job(node: Node, group: str, name: str) -> JobRecord:
-    try:
-        return await node.jobs.get(JobKey(group=group, name=name))
-    except UnknownJob as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
 def _router() -> APIRouter:
@@ -99,8 +94,7 @@ def _router() -> APIRouter:
         name: str,
         runs: Annotated[int, Query(ge=1, le=500)] = 20,
     ) -> JobDetail:
-        require(caller, Permission.READ, group)
-        job = await _job(node, group, name)
+        job = await find_job(node, caller, group, name)
         recent = await node.store.list_runs(job_id=job.id, limit=runs)
         explanation = await node.jobs.explain(job, datetime.now(UTC), 5)
         summary = JobSummary.of(job, recent[0] if recent else None)
@@ -124,8 +118,7 @@ def _router() -> APIRouter:
     ) -> ExplanationOut:
         """The job's next runs as its scheduler sees them (its calendars included), with
         every occurrence DST or a calendar moves, defers, skips or drops marked."""
-        require(caller, Permission.READ, group)
-        job = await _job(node, group, name)
+        job = await find_job(node, caller, group, name)
         after = from_ or datetime.now(UTC)
         if after.tzinfo is None:
             raise HTTPException(
@@ -139,7 +132,7 @@ def _router() -> APIRouter:
         node: NodeDep, caller: UserDep, request: Request, group: str, name: str
     ) -> None:
         require(caller, Permission.EDIT, group)
-        job = await _job(node, group, name)
+        job = await find_job(node, caller, group, name)
         try:
             await node.jobs.delete(job.key)
         except UnknownJob as error:
@@ -244,20 +237,7 @@ def _router() -> APIRouter:
     async def run_now(
         node: NodeDep, caller: UserDep, request: Request, group: str, name: str
     ) -> TriggerOut:
-        require(caller, Permission.OPERATE, group)
-        job = await _job(node, group, name)
-        made = await node.runs.trigger(job)
-        if not made:
-            # Another trigger of this job took the very same microsecond.
-            raise HTTPException(status.HTTP_409_CONFLICT, "triggered twice at once; try again")
-        await node.audit.record(
-            caller,
-            "job.run",
-            address=address_of(request),
-            group=group,
-            target=str(job.key),
-            after={"runs": [run.id for run in made]},
-        )
+        made = await trigger_job(node, caller, address_of(request), group, name)
         return TriggerOut.of_runs(made)
 
     @api.post("/jobs/{group}/{name}/pause", response_model=JobSummary)
@@ -269,29 +249,16 @@ def _router() -> APIRouter:
         name: str,
         body: PauseRequest | None = None,
     ) -> JobSummary:
-        require(caller, Permission.OPERATE, group)
         note = body.note if body else None
-        summary = await _set_paused(node, group, name, True, note)
-        await node.audit.record(
-            caller,
-            "job.pause",
-            address=address_of(request),
-            group=group,
-            target=f"{group}/{name}",
-            after={"note": note},
-        )
-        return summary
+        job = await set_paused(node, caller, address_of(request), group, name, True, note)
+        return await _summary(node, job)
 
     @api.post("/jobs/{group}/{name}/resume", response_model=JobSummary)
     async def resume(
         node: NodeDep, caller: UserDep, request: Request, group: str, name: str
     ) -> JobSummary:
-        require(caller, Permission.OPERATE, group)
-        summary = await _set_paused(node, group, name, False, None)
-        await node.audit.record(
-            caller, "job.resume", address=address_of(request), group=group, target=f"{group}/{name}"
-        )
-        return summary
+        job = await set_paused(node, caller, address_of(request), group, name, False)
+        return await _summary(node, job)
 
     @api.get("/runs", response_model=list[RunOut])
     async def list_runs(
@@ -308,8 +275,7 @@ def _router() -> APIRouter:
                 key = JobKey.parse(job)
             except ValueError as error:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
-            require(caller, Permission.READ, key.group)
-            job_id = (await _job(node, key.group, key.name)).id
+            job_id = (await find_job(node, caller, key.group, key.name)).id
         runs = await node.store.list_runs(
             job_id=job_id,
             states=state,
@@ -321,7 +287,7 @@ def _router() -> APIRouter:
 
     @api.get("/runs/{run_id}", response_model=RunDetail)
     async def show_run(node: NodeDep, caller: UserDep, run_id: int) -> RunDetail:
-        run = await _run(node, caller, run_id, Permission.READ)
+        run = await find_run(node, caller, run_id)
         events = await node.store.run_events(run_id)
         return RunDetail(
             **RunOut.of(run).model_dump(), events=[EventOut.of(event) for event in events]
@@ -338,7 +304,7 @@ def _router() -> APIRouter:
     ) -> OutputPage:
         """Output chunks after ``after``; with ``wait``, a long poll that returns as soon
         as there is new output or the run ends."""
-        run = await _run(node, caller, run_id, Permission.READ)
+        run = await find_run(node, caller, run_id)
         chunks = await node.store.read_output(run_id, after, limit)
         if not chunks and wait > 0 and not is_final(run.state):
             await node.runs.watchers.wait(run_id, wait)
@@ -352,23 +318,7 @@ def _router() -> APIRouter:
 
     @api.post("/runs/{run_id}/kill", response_model=RunOut)
     async def kill(node: NodeDep, caller: UserDep, request: Request, run_id: int) -> RunOut:
-        before = await _run(node, caller, run_id, Permission.OPERATE)
-        run = await node.runs.kill(run_id)
-        if run is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
-        if is_final(run.state) and run.state is not RunState.KILLED:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"run {run_id} already ended: {run.state.value}"
-            )
-        await node.audit.record(
-            caller,
-            "run.kill",
-            address=address_of(request),
-            group=before.job.split("/", 1)[0],
-            target=f"run {run_id} ({before.job})",
-            before={"state": before.state.value},
-        )
-        return RunOut.of(run)
+        return RunOut.of(await kill_run(node, caller, address_of(request), run_id))
 
     @api.get("/cluster", response_model=ClusterOut)
     async def cluster(node: NodeDep, caller: UserDep) -> ClusterOut:
@@ -408,14 +358,6 @@ def _router() -> APIRouter:
 
 async def _user_only(caller: UserDep) -> None:
     """Router-wide: no endpoint here answers anonymous callers or worker tokens."""
-
-
-async def _run(node: Node, caller: Principal, run_id: int, permission: Permission) -> RunRecord:
-    run = await node.store.get_run(run_id)
-    if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such run: {run_id}")
-    require(caller, permission, run.job.split("/", 1)[0])
-    return run
 
 
 def _apply_entries(
@@ -476,16 +418,6 @@ def _apply_entries(
     return entries
 
 
-async def _set_paused(
-    node: Node, group: str, name: str, paused: bool, note: str | None
-) -> JobSummary:
-    try:
-        job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note)
-    except UnknownJob as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    return await _summary(node, job)
-
-
 async def _summary(node: Node, job: JobRecord) -> JobSummary:
     """A job with the state of its latest run (one indexed look-up per job)."""
     latest = await node.store.list_runs(job_id=job.id, limit=1)
@@ -528,6 +460,7 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
     app.include_router(alerts_router())
     app.include_router(oidc_router())
     app.include_router(worker_router())
+    mount_ui(app)
     app.include_router(metrics_router())
     app.add_exception_handler(InvalidValue, _out_of_range)
     # Extreme dates in schedules or filters (year 1 at +14:00) overflow datetime.

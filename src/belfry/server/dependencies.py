@@ -11,11 +11,12 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from belfry.core.permissions import Permission, Principal
 from belfry.server.node import Node
+from belfry.services.accounts import SESSION_LIFETIME
 
 __all__ = [
     "CSRF_HEADER",
@@ -28,6 +29,7 @@ __all__ = [
     "authenticate",
     "require",
     "require_global_admin",
+    "set_session_cookie",
 ]
 
 SESSION_COOKIE = "belfry_session"
@@ -133,6 +135,19 @@ def require(caller: Principal, permission: Permission, group: str) -> None:
 def require_global_admin(caller: Principal) -> None:
     if not caller.global_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{caller.name} is not a global admin")
+
+
+def set_session_cookie(response: Response, request: Request, value: str) -> None:
+    """The browser session's cookie: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+        path="/",
+    )
 
 
 def address_of(request: Request) -> str | None:

@@ -515,6 +515,19 @@ class SqlStore(AccountStore, NotificationStore, StatsStore):
         async with self._read() as connection:
             return [run_record(row) for row in await connection.execute(statement)]
 
+    async def latest_runs(self, job_ids: Sequence[int]) -> dict[int, RunRecord]:
+        if not job_ids:
+            return {}
+        latest = (
+            select(func.max(runs.c.id))
+            .where(runs.c.job_id.in_(set(job_ids)))
+            .group_by(runs.c.job_id)
+            .scalar_subquery()
+        )
+        async with self._read() as connection:
+            result = await connection.execute(select(runs).where(runs.c.id.in_(latest)))
+            return {run.job_id: run for run in map(run_record, result)}
+
     async def due_runs(
         self, until: datetime, limit: int, for_worker: str | None = None
     ) -> list[RunRecord]:
