@@ -10,9 +10,13 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from belfry.server.ui.admin_pages import admin_router
+from belfry.server.ui.dashboard_pages import dashboard_router
+from belfry.server.ui.job_detail_pages import job_detail_router
 from belfry.server.ui.job_pages import job_router
 from belfry.server.ui.login_pages import login_router
 from belfry.server.ui.rendering import page
+from belfry.server.ui.run_pages import run_router
 from belfry.server.ui.session import LoginRequired
 
 __all__ = ["mount_ui"]
@@ -22,8 +26,15 @@ _STATIC = Path(__file__).with_name("static")
 
 def mount_ui(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
-    app.include_router(login_router())
-    app.include_router(job_router())
+    for router in (
+        login_router(),
+        dashboard_router(),
+        job_router(),
+        job_detail_router(),
+        run_router(),
+        admin_router(),
+    ):
+        app.include_router(router)
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(StarletteHTTPException, _error_page)
 
