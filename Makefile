@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:7711
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench bench-failover chaos clean
+.PHONY: help run test lint format bench bench-failover chaos screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,10 +23,12 @@ run: $(BIN)/.installed ## Start a single-node server (SQLite, embedded worker) w
 test: $(BIN)/.installed ## Run the whole test suite (SQLite and PostgreSQL)
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-system-packages.sh
-	@# Most tests wait on subprocesses and timers: four at a time on two cores. Those that
-	@# measure failover or clocks run alone afterwards. Both parts always run.
+	@# Most tests wait on subprocesses and timers: four at a time on two cores. The browser
+	@# tests run in processes of their own; those that measure failover or clocks run
+	@# alone, last. Every part runs even when an earlier one failed.
 	@status=0; \
-	$(BIN)/pytest -n 4 --dist worksteal -m "not serial" || status=$$?; \
+	$(BIN)/pytest -n 4 --dist worksteal -m "not serial and not ui" || status=$$?; \
+	$(BIN)/pytest -n 3 --dist worksteal -m ui || status=$$?; \
 	$(BIN)/pytest -m serial || status=$$?; \
 	exit $$status
 
@@ -53,6 +55,10 @@ bench-failover: $(BIN)/.installed ## Failover time over 20 leader kills and 20 g
 chaos: $(BIN)/.installed ## Fault injection for 30 min (>= 100 faults): duplicates, misses, early starts, failover times
 	@scripts/ensure-system-packages.sh
 	$(BIN)/python bench/chaos.py --minutes $${CHAOS_MINUTES:-30}
+
+screenshots: $(BIN)/.installed ## Screenshots of the web UI into docs/screenshots (light, dark, phone)
+	@scripts/ensure-system-packages.sh
+	$(BIN)/python scripts/ui-screenshots.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

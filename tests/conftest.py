@@ -40,6 +40,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(_SERIAL_TESTS):
             item.add_marker(pytest.mark.serial)
+        if item.nodeid.startswith("tests/ui/"):
+            # Playwright's sync API leaves an event loop running in its process, which
+            # the asyncio tests cannot share: `make test` runs these in processes of
+            # their own.
+            item.add_marker(pytest.mark.ui)
 
 
 DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

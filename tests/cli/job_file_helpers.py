@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from belfry.cli.jobfiles import JobFileError, load_job_files
+from belfry.services.job_files import JobFileError, load_job_files
 
 __all__ = ["problems", "write"]
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from job_file_helpers import problems, write
 
-from belfry.cli import jobfiles
-from belfry.cli.jobfiles import (
+from belfry.core.durations import parse_duration
+from belfry.core.jobs import JobKey, JobSpec, OverlapPolicy
+from belfry.core.schedules import parse_schedule, parse_timezone
+from belfry.services import job_files
+from belfry.services.job_files import (
     MAX_FILE_BYTES,
     JobFileError,
     LoadedJobs,
@@ -21,9 +24,6 @@ from belfry.cli.jobfiles import (
     load_job_files,
     load_job_text,
 )
-from belfry.core.durations import parse_duration
-from belfry.core.jobs import JobKey, JobSpec, OverlapPolicy
-from belfry.core.schedules import parse_schedule, parse_timezone
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs.yaml"
 
@@ -273,7 +273,7 @@ def test_files_larger_than_5_mib_are_refused(tmp_path: Path) -> None:
 
 def test_the_size_limit_is_inclusive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A smaller limit: parsing 5 MiB of YAML would make the test slow.
-    monkeypatch.setattr(jobfiles, "MAX_FILE_BYTES", 64)
+    monkeypatch.setattr(job_files, "MAX_FILE_BYTES", 64)
     (tmp_path / "fits.yaml").write_bytes(b"jobs: []\n#".ljust(64, b"#"))
     (tmp_path / "over.yaml").write_bytes(b"jobs: []\n#".ljust(65, b"#"))
     assert load_job_files([Path("fits.yaml")]).jobs == []

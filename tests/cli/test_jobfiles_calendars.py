@@ -7,7 +7,7 @@ from pathlib import Path
 
 from job_file_helpers import problems, write
 
-from belfry.cli.jobfiles import SourceLocation, load_job_files
+from belfry.services.job_files import SourceLocation, load_job_files
 
 
 def test_calendars_load_beside_jobs(tmp_path: Path) -> None:

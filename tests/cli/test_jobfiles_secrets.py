@@ -6,8 +6,8 @@ from pathlib import Path
 
 from job_file_helpers import problems, write
 
-from belfry.cli.jobfiles import load_job_files
 from belfry.core.env_secrets import KeepSecret, SecretInput
+from belfry.services.job_files import load_job_files
 
 
 def test_secrets_load_in_both_forms_users_write(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ server's clock and corrects it; a server more than 2 s off refuses the leadershi
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -66,7 +67,8 @@ async def test_a_server_whose_clock_is_off_refuses_to_lead(store: SqlStore) -> N
     await fast.election.step()
     assert not fast.election.leading and fast.terms == []
     assert fast.election.refusal is not None
-    assert "5.0s ahead of the database's" in fast.election.refusal
+    # 5 s, plus however slow the round trip was on a loaded machine.
+    assert re.search(r"clock is 5\.\ds ahead of the database's", fast.election.refusal)
     # A server with a sane clock takes the leadership the broken one left alone.
     sane = Node(store, "sane:1", shift=0.0)
     await sane.election.step()

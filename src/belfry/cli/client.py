@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from belfry.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
-from belfry.server.settings import DEFAULT_PORT, default_state_dir
+from belfry.server.defaults import DEFAULT_PORT, default_state_dir
 
 __all__ = ["ApiClient", "resolve_server", "resolve_token"]
 

@@ -11,12 +11,12 @@ import typer
 from ruamel.yaml import YAML
 
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
-from belfry.cli.jobfiles import JobFileError, load_job_files
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
 from belfry.core.explanations import explain as explain_schedule
 from belfry.core.jobs import JobKey
 from belfry.core.schedules import ScheduleError
+from belfry.services.job_files import JobFileError, load_job_files
 
 __all__ = ["register"]
 

@@ -43,7 +43,7 @@ from belfry.server.node import Node
 from belfry.server.schemas import ERROR_RESPONSES
 from belfry.services.accounts import AccountError, UnknownUser
 
-__all__ = ["accounts_router"]
+__all__ = ["accounts_router", "issue_token", "revoke_token_by_id"]
 
 
 def _bad(error: AccountError) -> HTTPException:
@@ -254,46 +254,12 @@ def accounts_router() -> APIRouter:
     ) -> NewTokenOut:
         """A token acting as you (``role: user``), or, for a global admin, a worker token
         for pools or an admin token. The secret is in this answer only."""
-        owner = None
-        if body.role == "user":
-            if caller.user_id is None:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_ENTITY,
-                    "role: an admin token has no user to act as: log in as a user",
-                )
-            owner = await node.accounts.get(caller.name)
-        else:
-            require_global_admin(caller)
-        expires = None
-        if body.expires_in_days is not None:
-            expires = node.clock.now() + timedelta(days=body.expires_in_days)
-        try:
-            secret, token = await node.tokens.create(
-                body.name, body.role, body.pools, user=owner, expires_at=expires
-            )
-        except AccountError as error:
-            raise _bad(error) from None
-        await node.audit.record(
-            caller,
-            "token.create",
-            address=address_of(request),
-            target=f"token {token.id} ({token.name})",
-            after={"role": token.role, "pools": token.pools, "expires_at": token.expires_at},
-        )
-        [shown] = await _tokens_out(node, [token])
-        return NewTokenOut(**shown.model_dump(), token=secret)
+        return await issue_token(node, caller, address_of(request), body)
 
     @api.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def revoke_token(node: NodeDep, caller: UserDep, request: Request, token_id: int) -> None:
         """Revoke a token (yours, or any for a global admin): refused from now on."""
-        token = await node.tokens.get(token_id)
-        if token is None or not (caller.global_admin or token.user_id == caller.user_id):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such token: {token_id}")
-        if not await node.tokens.revoke(token_id):
-            raise HTTPException(status.HTTP_409_CONFLICT, f"token {token_id} is revoked already")
-        await node.audit.record(
-            caller, "token.revoke", address=address_of(request), target=f"token {token_id}"
-        )
+        await revoke_token_by_id(node, caller, address_of(request), token_id)
 
     # -- audit ------------------------------------------------------------------------------
     @api.get("/audit", response_model=list[AuditOut])
@@ -345,6 +311,55 @@ async def _keep_an_admin(node: Node, leaving: str) -> None:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"{leaving} is the last global admin: make another first"
         )
+
+
+async def issue_token(
+    node: Node, caller: Principal, address: str | None, body: TokenIn
+) -> NewTokenOut:
+    """A new token, audited: one acting as ``caller`` (``role: user``; 422 for an admin
+    token, which has no user), or, for a global admin (403), a worker or admin token. The
+    secret is in the answer only."""
+    owner = None
+    if body.role == "user":
+        if caller.user_id is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                "role: an admin token has no user to act as: log in as a user",
+            )
+        owner = await node.accounts.get(caller.name)
+    else:
+        require_global_admin(caller)
+    expires = None
+    if body.expires_in_days is not None:
+        expires = node.clock.now() + timedelta(days=body.expires_in_days)
+    try:
+        secret, token = await node.tokens.create(
+            body.name, body.role, body.pools, user=owner, expires_at=expires
+        )
+    except AccountError as error:
+        raise _bad(error) from None
+    await node.audit.record(
+        caller,
+        "token.create",
+        address=address,
+        target=f"token {token.id} ({token.name})",
+        after={"role": token.role, "pools": token.pools, "expires_at": token.expires_at},
+    )
+    [shown] = await _tokens_out(node, [token])
+    return NewTokenOut(**shown.model_dump(), token=secret)
+
+
+async def revoke_token_by_id(
+    node: Node, caller: Principal, address: str | None, token_id: int
+) -> None:
+    """Revoke a token (``caller``'s, or any for a global admin; else 404 as if unknown),
+    audited; 409 if it is revoked already."""
+    token = await node.tokens.get(token_id)
+    if token is None or not (caller.global_admin or token.user_id == caller.user_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such token: {token_id}")
+    if not await node.tokens.revoke(token_id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"token {token_id} is revoked already")
+    await node.audit.record(caller, "token.revoke", address=address, target=f"token {token_id}")
 
 
 async def _tokens_out(node: Node, tokens: list[TokenRecord]) -> list[TokenOut]:

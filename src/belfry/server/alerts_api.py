@@ -15,10 +15,9 @@ from pydantic import BaseModel
 
 from belfry.core.channels import ChannelSpec
 from belfry.core.deliveries import ChannelRecord, DeliveryRecord, GroupRecord
-from belfry.core.jobs import JobKey
-from belfry.core.permissions import Permission
-from belfry.server.dependencies import NodeDep, UserDep, address_of, require, require_global_admin
+from belfry.server.dependencies import NodeDep, UserDep, address_of, require_global_admin
 from belfry.server.node import Node
+from belfry.server.operations import send_channel_test, visible_deliveries
 from belfry.server.schemas import ERROR_RESPONSES
 from belfry.services.channels import ChannelInUse, UnknownChannel
 
@@ -160,11 +159,7 @@ def alerts_router() -> APIRouter:
         node: NodeDep, caller: UserDep, request: Request, name: str
     ) -> DeliveryOut:
         """Send a test alert through the channel now; the delivery says how it went."""
-        require_global_admin(caller)
-        await _channel(node, name)
-        delivery = await node.notifier.send_test(name)
-        await node.audit.record(caller, "channel.test", address=address_of(request), target=name)
-        return DeliveryOut.of(delivery)
+        return DeliveryOut.of(await send_channel_test(node, caller, address_of(request), name))
 
     @api.get("/groups", response_model=list[GroupSettingsOut])
     async def list_group_settings(node: NodeDep, caller: UserDep) -> list[GroupSettingsOut]:
@@ -186,15 +181,8 @@ def alerts_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> list[DeliveryOut]:
         """Alerts sent, waiting or given up, newest first: of a channel, a run or a job."""
-        if job is not None:
-            try:
-                key = JobKey.parse(job)
-            except ValueError as error:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
-            require(caller, Permission.READ, key.group)
-            job = str(key)
-        found = await node.store.list_deliveries(
-            channel=channel, run_id=run, job=job, limit=limit, groups=caller.readable_groups()
+        found = await visible_deliveries(
+            node, caller, channel=channel, run=run, job=job, limit=limit
         )
         return [DeliveryOut.of(record) for record in found]
 

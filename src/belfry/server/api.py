@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -15,9 +14,9 @@ from fastapi.responses import JSONResponse
 from belfry import __version__
 from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey
-from belfry.core.permissions import Permission, Principal
-from belfry.core.records import AuditEntry, JobRecord
-from belfry.core.states import ACTIVE_STATES, RunState, is_final
+from belfry.core.permissions import Permission
+from belfry.core.records import JobRecord
+from belfry.core.states import RunState, is_final
 from belfry.ports.store import InvalidValue
 from belfry.server.accounts_api import accounts_router
 from belfry.server.alerts_api import alerts_router
@@ -33,7 +32,15 @@ from belfry.server.health import readiness
 from belfry.server.metrics_api import metrics_router
 from belfry.server.node import Node
 from belfry.server.oidc_api import oidc_router
-from belfry.server.operations import find_job, find_run, kill_run, set_paused, trigger_job
+from belfry.server.operations import (
+    apply_changes,
+    cluster_overview,
+    find_job,
+    find_run,
+    kill_run,
+    set_paused,
+    trigger_job,
+)
 from belfry.server.request_limits import RequestSizeLimit
 from belfry.server.schemas import (
     ERROR_RESPONSES,
@@ -46,22 +53,18 @@ from belfry.server.schemas import (
     ClusterOut,
     EventOut,
     ExplanationOut,
-    HealthOut,
     JobDetail,
     JobSummary,
     NamedChangeOut,
-    NodeOut,
     OutputPage,
     PauseRequest,
     RunDetail,
     RunOut,
     TriggerOut,
-    WorkerOut,
 )
 from belfry.server.ui import mount_ui
 from belfry.server.worker_api import worker_router
-from belfry.services.database_time import MAX_CLOCK_OFFSET
-from belfry.services.jobs import ApplyResult, CalendarInUse, UnknownCalendar, UnknownJob
+from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
 
@@ -152,17 +155,7 @@ def _router() -> APIRouter:
     ) -> ApplyResponse:
         """Make the jobs of the groups in the request match it (editor on each group);
         calendars it would change need a global admin."""
-        for group in sorted({spec.group for spec in request.jobs}):
-            require(caller, Permission.EDIT, group)
-        shared = request.calendars or request.channels or request.groups
-        try:
-            if shared and not caller.global_admin:
-                _check_shared_changes(caller, await _apply(node, request, dry_run=True))
-            result = await _apply(node, request, dry_run=request.dry_run)
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
-        if not result.dry_run:
-            await node.audit.record_many(_apply_entries(caller, address_of(http), request, result))
+        result = await apply_changes(node, caller, address_of(http), request)
         return ApplyResponse(
             dry_run=result.dry_run,
             changes=[
@@ -323,99 +316,13 @@ def _router() -> APIRouter:
     @api.get("/cluster", response_model=ClusterOut)
     async def cluster(node: NodeDep, caller: UserDep) -> ClusterOut:
         """Server nodes and workers: pools, tags, capacity, state and load."""
-        workers = await node.store.list_workers()
-        active = await node.store.runs_in_states(sorted(ACTIVE_STATES))
-        load = Counter(run.worker for run in active)
-        if not node.shared_database:  # SQLite: this server is the only one, and leads
-            nodes = [NodeOut(name=node.name, version=__version__, leader=True)]
-        else:
-            lease = await node.store.read_leadership(node.clock.now())
-            nodes = [
-                NodeOut(
-                    name=known.name,
-                    version=known.version,
-                    leader=lease is not None and lease.valid and lease.holder == known.name,
-                    epoch=lease.epoch if lease and lease.holder == known.name else None,
-                    lease_expires=lease.expires_at
-                    if lease and lease.holder == known.name
-                    else None,
-                    last_seen=known.last_seen,
-                    clock_offset=known.clock_offset,
-                    refuses_leadership=known.clock_offset is not None
-                    and abs(known.clock_offset) > MAX_CLOCK_OFFSET,
-                )
-                for known in await node.store.list_nodes()
-            ]
-        ready = await readiness(node)
-        return ClusterOut(
-            nodes=nodes,
-            workers=[WorkerOut.of(worker, load[worker.name]) for worker in workers],
-            health=HealthOut(node=node.name, **ready.to_json()),
-        )
+        return await cluster_overview(node)
 
     return api
 
 
 async def _user_only(caller: UserDep) -> None:
     """Router-wide: no endpoint here answers anonymous callers or worker tokens."""
-
-
-def _apply_entries(
-    caller: Principal, address: str | None, request: ApplyRequest, result: ApplyResult
-) -> list[AuditEntry]:
-    """One audit entry per job, calendar, channel or group the apply changed, with before
-    and after (channels without their credentials)."""
-    specs = {str(spec.key): spec for spec in request.jobs}
-    entries = []
-    for change in result.changes:
-        if change.action == "unchanged":
-            continue
-        before: Any = None
-        after: Any = None
-        if change.action == "create":
-            after = specs[change.job].to_document()
-        elif change.action == "update":
-            before = {key: pair[0] for key, pair in change.fields.items()}
-            after = {key: pair[1] for key, pair in change.fields.items()}
-        entries.append(
-            AuditEntry(
-                actor=caller.name,
-                action=f"job.{change.action}",
-                address=address,
-                group=change.job.split("/", 1)[0],
-                target=change.job,
-                before=before,
-                after=after,
-            )
-        )
-    calendars = {spec.name: spec for spec in request.calendars}
-    for change in result.calendar_changes:
-        if change.action != "unchanged":
-            spec = calendars.get(change.job)
-            entries.append(
-                AuditEntry(
-                    actor=caller.name,
-                    action=f"calendar.{change.action}",
-                    address=address,
-                    target=change.job,
-                    after=spec.model_dump(mode="json", exclude_defaults=True) if spec else None,
-                )
-            )
-    for what, named in (("channel", result.channel_changes), ("group", result.group_changes)):
-        entries += [
-            AuditEntry(
-                actor=caller.name,
-                action=f"{what}.{change.action}",
-                address=address,
-                group=change.name if what == "group" else None,
-                target=change.name,
-                before=change.before,
-                after=change.after,
-            )
-            for change in named
-            if change.action != "unchanged"
-        ]
-    return entries
 
 
 async def _summary(node: Node, job: JobRecord) -> JobSummary:
@@ -472,36 +379,6 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
     # Added last, so outermost of the app's middleware: an oversized body is refused first.
     app.add_middleware(RequestSizeLimit, max_bytes=node.settings.max_request_bytes)
     return app
-
-
-async def _apply(node: Node, request: ApplyRequest, *, dry_run: bool) -> ApplyResult:
-    return await node.jobs.apply(
-        request.jobs,
-        calendars=request.calendars,
-        channels=request.channels,
-        groups=request.groups,
-        prune=request.prune,
-        dry_run=dry_run,
-    )
-
-
-def _check_shared_changes(caller: Principal, preview: ApplyResult) -> None:
-    """403 unless ``caller`` may make the changes of ``preview`` beyond jobs: calendars
-    and channels are shared by all groups (global admins only); a group's settings need
-    admin on that group."""
-    shared = [
-        *(f"calendar {c.job}" for c in preview.calendar_changes if c.action != "unchanged"),
-        *(f"channel {c.name}" for c in preview.channel_changes if c.action != "unchanged"),
-    ]
-    if shared:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"{caller.name} may not change {', '.join(shared)}: calendars and channels are "
-            "shared by all groups (global admins only)",
-        )
-    for change in preview.group_changes:
-        if change.action != "unchanged":
-            require(caller, Permission.ADMINISTER, change.name)
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -7,17 +7,36 @@ Each action checks the caller's role on the group it touches (403), finds its ta
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from fastapi import HTTPException, status
 
+from belfry import __version__
+from belfry.core.deliveries import DeliveryRecord
 from belfry.core.jobs import JobKey
 from belfry.core.permissions import Permission, Principal
-from belfry.core.records import JobRecord, RunRecord
-from belfry.core.states import RunState, is_final
-from belfry.server.dependencies import require
+from belfry.core.records import AuditEntry, JobRecord, RunRecord
+from belfry.core.states import ACTIVE_STATES, RunState, is_final
+from belfry.server.dependencies import require, require_global_admin
+from belfry.server.health import readiness
 from belfry.server.node import Node
-from belfry.services.jobs import UnknownJob
+from belfry.server.schemas import ApplyRequest, ClusterOut, HealthOut, NodeOut, WorkerOut
+from belfry.services.channels import UnknownChannel
+from belfry.services.database_time import MAX_CLOCK_OFFSET
+from belfry.services.jobs import ApplyResult, UnknownJob
 
-__all__ = ["find_job", "find_run", "kill_run", "set_paused", "trigger_job"]
+__all__ = [
+    "apply_changes",
+    "cluster_overview",
+    "find_job",
+    "find_run",
+    "kill_run",
+    "send_channel_test",
+    "set_paused",
+    "trigger_job",
+    "visible_deliveries",
+]
 
 
 async def find_job(node: Node, caller: Principal, group: str, name: str) -> JobRecord:
@@ -105,3 +124,183 @@ async def kill_run(node: Node, caller: Principal, address: str | None, run_id: i
         before={"state": before.state.value},
     )
     return run
+
+
+async def apply_changes(
+    node: Node, caller: Principal, address: str | None, request: ApplyRequest
+) -> ApplyResult:
+    """Make the jobs of the groups in the request match it (editor on each group; 403);
+    calendars and channels it would change need a global admin, group settings an admin
+    of the group. Invalid input (422) applies nothing; a real apply is audited, one entry
+    per job, calendar, channel or group it changed."""
+    for group in sorted({spec.group for spec in request.jobs}):
+        require(caller, Permission.EDIT, group)
+    shared = request.calendars or request.channels or request.groups
+    try:
+        if shared and not caller.global_admin:
+            _check_shared_changes(caller, await _apply(node, request, dry_run=True))
+        result = await _apply(node, request, dry_run=request.dry_run)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+    if not result.dry_run:
+        await node.audit.record_many(_apply_entries(caller, address, request, result))
+    return result
+
+
+async def _apply(node: Node, request: ApplyRequest, *, dry_run: bool) -> ApplyResult:
+    return await node.jobs.apply(
+        request.jobs,
+        calendars=request.calendars,
+        channels=request.channels,
+        groups=request.groups,
+        prune=request.prune,
+        dry_run=dry_run,
+    )
+
+
+def _check_shared_changes(caller: Principal, preview: ApplyResult) -> None:
+    """403 unless ``caller`` may make the changes of ``preview`` beyond jobs: calendars
+    and channels are shared by all groups (global admins only); a group's settings need
+    admin on that group."""
+    shared = [
+        *(f"calendar {c.job}" for c in preview.calendar_changes if c.action != "unchanged"),
+        *(f"channel {c.name}" for c in preview.channel_changes if c.action != "unchanged"),
+    ]
+    if shared:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"{caller.name} may not change {', '.join(shared)}: calendars and channels are "
+            "shared by all groups (global admins only)",
+        )
+    for change in preview.group_changes:
+        if change.action != "unchanged":
+            require(caller, Permission.ADMINISTER, change.name)
+
+
+def _apply_entries(
+    caller: Principal, address: str | None, request: ApplyRequest, result: ApplyResult
+) -> list[AuditEntry]:
+    """One audit entry per job, calendar, channel or group the apply changed, with before
+    and after (channels without their credentials)."""
+    specs = {str(spec.key): spec for spec in request.jobs}
+    entries = []
+    for change in result.changes:
+        if change.action == "unchanged":
+            continue
+        before: Any = None
+        after: Any = None
+        if change.action == "create":
+            after = specs[change.job].to_document()
+        elif change.action == "update":
+            before = {key: pair[0] for key, pair in change.fields.items()}
+            after = {key: pair[1] for key, pair in change.fields.items()}
+        entries.append(
+            AuditEntry(
+                actor=caller.name,
+                action=f"job.{change.action}",
+                address=address,
+                group=change.job.split("/", 1)[0],
+                target=change.job,
+                before=before,
+                after=after,
+            )
+        )
+    calendars = {spec.name: spec for spec in request.calendars}
+    for change in result.calendar_changes:
+        if change.action != "unchanged":
+            spec = calendars.get(change.job)
+            entries.append(
+                AuditEntry(
+                    actor=caller.name,
+                    action=f"calendar.{change.action}",
+                    address=address,
+                    target=change.job,
+                    after=spec.model_dump(mode="json", exclude_defaults=True) if spec else None,
+                )
+            )
+    for what, named in (("channel", result.channel_changes), ("group", result.group_changes)):
+        entries += [
+            AuditEntry(
+                actor=caller.name,
+                action=f"{what}.{change.action}",
+                address=address,
+                group=change.name if what == "group" else None,
+                target=change.name,
+                before=change.before,
+                after=change.after,
+            )
+            for change in named
+            if change.action != "unchanged"
+        ]
+    return entries
+
+
+async def cluster_overview(node: Node) -> ClusterOut:
+    """Server nodes (leader, epoch, lease, clock offsets), workers (pools, tags,
+    capacity, state, load) and the readiness of this server."""
+    workers = await node.store.list_workers()
+    active = await node.store.runs_in_states(sorted(ACTIVE_STATES))
+    load = Counter(run.worker for run in active)
+    if not node.shared_database:  # SQLite: this server is the only one, and leads
+        nodes = [NodeOut(name=node.name, version=__version__, leader=True)]
+    else:
+        lease = await node.store.read_leadership(node.clock.now())
+        nodes = [
+            NodeOut(
+                name=known.name,
+                version=known.version,
+                leader=lease is not None and lease.valid and lease.holder == known.name,
+                epoch=lease.epoch if lease and lease.holder == known.name else None,
+                lease_expires=lease.expires_at if lease and lease.holder == known.name else None,
+                last_seen=known.last_seen,
+                clock_offset=known.clock_offset,
+                refuses_leadership=known.clock_offset is not None
+                and abs(known.clock_offset) > MAX_CLOCK_OFFSET,
+            )
+            for known in await node.store.list_nodes()
+        ]
+    ready = await readiness(node)
+    return ClusterOut(
+        nodes=nodes,
+        workers=[WorkerOut.of(worker, load[worker.name]) for worker in workers],
+        health=HealthOut(node=node.name, **ready.to_json()),
+    )
+
+
+async def send_channel_test(
+    node: Node, caller: Principal, address: str | None, name: str
+) -> DeliveryRecord:
+    """Send a test alert through the channel now (global admins: 403; 404 if unknown);
+    the delivery says how it went."""
+    require_global_admin(caller)
+    try:
+        await node.jobs.channels.get_channel(name)
+    except UnknownChannel as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    delivery = await node.notifier.send_test(name)
+    await node.audit.record(caller, "channel.test", address=address, target=name)
+    return delivery
+
+
+async def visible_deliveries(
+    node: Node,
+    caller: Principal,
+    *,
+    channel: str | None = None,
+    run: int | None = None,
+    job: str | None = None,
+    limit: int = 50,
+) -> list[DeliveryRecord]:
+    """Alerts sent, waiting or given up, newest first, about jobs of the groups
+    ``caller`` may read; ``job`` (group/name) needs read on its group (422 if malformed,
+    403)."""
+    if job is not None:
+        try:
+            key = JobKey.parse(job)
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        require(caller, Permission.READ, key.group)
+        job = str(key)
+    return await node.store.list_deliveries(
+        channel=channel, run_id=run, job=job, limit=limit, groups=caller.readable_groups()
+    )

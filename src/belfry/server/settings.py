@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from belfry.adapters.notify import SmtpSettings
+from belfry.server.defaults import DEFAULT_LISTEN, DEFAULT_PORT, default_state_dir
 from belfry.services.notifier import NotifierSettings
 from belfry.services.retention import RetentionDefaults
 from belfry.services.sso import OidcSettings
@@ -21,25 +21,13 @@ __all__ = [
     "default_state_dir",
 ]
 
-# Not used by common services (PostgreSQL 5432, MySQL 3306, Redis 6379, RabbitMQ 5672,
-# HTTP alternates 8000/8080/8888).
-DEFAULT_PORT = 7711
-DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+
 # Far above any real request (an apply of thousands of jobs, a worker's report batch), far
 # below what would hurt a server that must hold a request's JSON in memory to parse it.
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # A worker's largest single report must pass: one output chunk (up to the 256 KiB tail a
 # run's output keeps), JSON-escaped up to six bytes per character.
 MIN_MAX_REQUEST_BYTES = 2 * 1024 * 1024
-
-
-def default_state_dir() -> Path:
-    """Where a single-node server keeps its SQLite file and first admin token:
-    ``$BELFRY_HOME``, else ``$XDG_DATA_HOME/belfry``, else ``~/.local/share/belfry``."""
-    if home := os.environ.get("BELFRY_HOME"):
-        return Path(home)
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "belfry"
 
 
 @dataclass(frozen=True)

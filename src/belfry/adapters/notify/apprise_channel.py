@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 from urllib.parse import urlsplit
-
-import apprise
 
 from belfry.core.alerts import Alert, AlertKind
 from belfry.ports.notifications import DeliveryFailed
@@ -26,15 +25,20 @@ __all__ = ["APPRISE_TIMEOUT", "send_apprise"]
 # thread cannot be cancelled, so it must end by itself.
 APPRISE_TIMEOUT = 30.0
 
-# Colours and icons in chat services: failures red, warnings amber, recoveries green.
+# Apprise's own logger (apprise.LOGGER_NAME), named here so that the filter is in place
+# without importing apprise: importing it costs ~0.2 s, which every CLI call and server
+# start would pay; it is imported on the first alert instead.
+_APPRISE_LOGGER = "apprise"
+# Colours and icons in chat services (apprise.NotifyType values): failures red,
+# warnings amber, recoveries green.
 _NOTIFY_TYPES = {
-    AlertKind.FAILURE: apprise.NotifyType.FAILURE,
-    AlertKind.RECOVERY: apprise.NotifyType.SUCCESS,
-    AlertKind.MISSED: apprise.NotifyType.WARNING,
-    AlertKind.LATE: apprise.NotifyType.WARNING,
-    AlertKind.TOO_LONG: apprise.NotifyType.WARNING,
-    AlertKind.TOO_SHORT: apprise.NotifyType.WARNING,
-    AlertKind.TEST: apprise.NotifyType.INFO,
+    AlertKind.FAILURE: "failure",
+    AlertKind.RECOVERY: "success",
+    AlertKind.MISSED: "warning",
+    AlertKind.LATE: "warning",
+    AlertKind.TOO_LONG: "warning",
+    AlertKind.TOO_SHORT: "warning",
+    AlertKind.TEST: "info",
 }
 _ANY_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://\S+")
 
@@ -55,7 +59,7 @@ class _MaskUrls(logging.Filter):
 def _install_log_filter() -> None:
     # Apprise logs everything through the one "apprise" logger; a logger's filters see its
     # records before any handler (ours, or apprise's per-call capture) does.
-    apprise_logger = logging.getLogger(apprise.LOGGER_NAME)
+    apprise_logger = logging.getLogger(_APPRISE_LOGGER)
     if not any(isinstance(f, _MaskUrls) for f in apprise_logger.filters):
         apprise_logger.addFilter(_MaskUrls())
 
@@ -67,9 +71,16 @@ def _scheme(url: str) -> str:
     return urlsplit(url).scheme.lower() or "(none)"
 
 
+def _apprise() -> Any:
+    import apprise
+
+    return apprise
+
+
 def _unusable(scheme: str) -> DeliveryFailed:
+    apprise = _apprise()
     # Apprise's registry of plugins (a singleton, loaded by now); it has no type hints.
-    plugins = apprise.NotificationManager()  # type: ignore[no-untyped-call]
+    plugins = apprise.NotificationManager()
     if scheme not in plugins:
         why = "is unknown"
     elif not plugins[scheme].enabled:
@@ -82,15 +93,16 @@ def _unusable(scheme: str) -> DeliveryFailed:
 def _notify(url: str, alert: Alert) -> None:
     """The blocking part, run in a worker thread."""
     scheme = _scheme(url)
+    apprise = _apprise()
     notifier = apprise.Apprise(asset=apprise.AppriseAsset(secure_logging=True))
     if not notifier.add(url):
         raise _unusable(scheme)
     result = notifier.notify(
         body=alert.text(),
         title=alert.title,
-        notify_type=_NOTIFY_TYPES.get(alert.kind, apprise.NotifyType.INFO),
+        notify_type=apprise.NotifyType(_NOTIFY_TYPES.get(alert.kind, "info")),
         # The text is plain: services taking Markdown or HTML get it escaped, not read.
-        body_format=apprise.NotifyFormat.TEXT,
+        body_format=apprise.NotifyFormat("text"),
         timeout=APPRISE_TIMEOUT,
     )
     if result:

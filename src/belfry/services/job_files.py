@@ -1,4 +1,5 @@
-"""Jobs as code: load and check the YAML files of ``belfry validate`` and ``belfry apply``.
+"""Jobs as code: load and check the YAML files of ``belfry validate`` and ``belfry apply``
+(and of the web UI's apply page), and write them back (``export``).
 
 A path is a file or a directory (every ``*.yaml`` / ``*.yml`` below it, sorted, hidden
 files and directories skipped). A file is a mapping whose ``jobs:`` key holds a list of
@@ -25,6 +26,7 @@ the YAML parser's line for syntax errors, and 1 when a whole file is at fault.
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
 import types
@@ -53,6 +55,8 @@ __all__ = [
     "LoadedJobs",
     "Problem",
     "SourceLocation",
+    "calendars_named",
+    "dump_job_files",
     "load_job_files",
     "load_job_text",
 ]
@@ -175,6 +179,41 @@ def load_job_text(text: str, file: str = "<string>") -> LoadedJobs:
     loader = _Loader()
     loader.load_text(file, text)
     return loader.result()
+
+
+def calendars_named(
+    jobs: Sequence[JobSpec], calendars: Sequence[CalendarSpec]
+) -> list[CalendarSpec]:
+    """The calendars of ``calendars`` that ``jobs`` name, with every calendar those
+    include or exclude, in the order of ``calendars`` (what an export of the jobs needs)."""
+    by_name = {calendar.name: calendar for calendar in calendars}
+    pending = [name for job in jobs for name in job.calendars]
+    found: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in found and name in by_name:
+            found.add(name)
+            pending.extend([*by_name[name].include, *by_name[name].exclude])
+    return [calendar for calendar in calendars if calendar.name in found]
+
+
+def dump_job_files(jobs: Sequence[JobSpec], calendars: Sequence[CalendarSpec] = ()) -> str:
+    """YAML that :func:`load_job_text` reads back as these jobs and calendars, written as
+    ``belfry export`` writes it: defaults left out, each secret as ``{keep: true}``."""
+    documents = []
+    for job in jobs:
+        document = job.to_document()
+        documents.append({"name": document.pop("name"), "group": job.group, **document})
+    root: dict[str, Any] = {}
+    if calendars:
+        root["calendars"] = [calendar.to_document() for calendar in calendars]
+    if documents or not calendars:
+        root["jobs"] = documents
+    yaml = YAML()
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    yaml.dump(root, out)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------------- loading
