@@ -33,6 +33,7 @@ _SERIAL_TESTS = (
     "tests/e2e/test_ha.py",
     "tests/e2e/test_clock_skew.py",
     "tests/e2e/test_database_faults.py",
+    "tests/e2e/test_rolling_upgrade.py",
 )
 
 

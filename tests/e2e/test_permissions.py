@@ -208,6 +208,13 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
         Call("POST", "/api/v1/jobs/{group}/{name}/run", "operate:a", "/api/v1/jobs/a/job/run"),
         Call(
             "POST",
+            "/api/v1/jobs/{group}/{name}/backfill",
+            "operate:a",
+            "/api/v1/jobs/a/job/backfill",
+            {"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T01:00:00Z", "dry_run": True},
+        ),
+        Call(
+            "POST",
             "/api/v1/jobs/{group}/{name}/pause",
             "operate:a",
             "/api/v1/jobs/a/job/pause",
@@ -217,6 +224,19 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
             "POST", "/api/v1/jobs/{group}/{name}/resume", "operate:a", "/api/v1/jobs/a/job/resume"
         ),
         Call("GET", "/api/v1/cluster", "any"),
+        Call("GET", "/api/v1/maintenance", "any"),
+        Call("PUT", "/api/v1/maintenance", "global", body={"note": "x"}),
+        Call("DELETE", "/api/v1/maintenance", "global"),
+        Call(
+            "PUT",
+            "/api/v1/maintenance/{group}",
+            "administer:a",
+            "/api/v1/maintenance/a",
+            {"note": "x"},
+        ),
+        Call("DELETE", "/api/v1/maintenance/{group}", "administer:a", "/api/v1/maintenance/a"),
+        Call("POST", "/api/v1/workers/{name}/drain", "global", "/api/v1/workers/w/drain"),
+        Call("POST", "/api/v1/workers/{name}/undrain", "global", "/api/v1/workers/w/undrain"),
         Call("GET", "/api/v1/me", "caller"),
         Call("POST", "/api/v1/logout", "caller"),
         Call("GET", "/api/v1/users", "group-admin"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
+from belfry.core.durations import parse_duration
 from belfry.core.explanations import explain as explain_schedule
 from belfry.core.jobs import JobKey
 from belfry.core.schedules import ScheduleError
@@ -58,6 +59,15 @@ def _parse_instant(text: str, option: str) -> datetime:
             EXIT_BAD_INPUT,
         ) from None
     return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _paused_text(job: dict[str, Any]) -> str:
+    """``no``, ``yes``, ``yes: NOTE``, ``yes until TIME: NOTE``."""
+    if not job["paused"]:
+        return "no"
+    until = f" until {short_time(job['resume_at'])}" if job.get("resume_at") else ""
+    note = f": {job['pause_note']}" if job["pause_note"] else ""
+    return f"yes{until}{note}"
 
 
 def register(app: typer.Typer) -> None:
@@ -170,9 +180,7 @@ def register(app: typer.Typer) -> None:
                     job["timezone"],
                     short_time(job["next_run"]),
                     job["last_state"] or "-",
-                    ("yes: " + job["pause_note"])
-                    if job["paused"] and job["pause_note"]
-                    else ("yes" if job["paused"] else "no"),
+                    _paused_text(job),
                 ]
                 for job in data
             ],
@@ -192,7 +200,7 @@ def register(app: typer.Typer) -> None:
             return
         print(f"{data['job']}  ({data['description']})")
         if data["paused"]:
-            print(f"PAUSED{': ' + data['pause_note'] if data['pause_note'] else ''}")
+            print("PAUSED" + _paused_text(data).removeprefix("yes"))
         for key, value in data["spec"].items():
             if key not in {"name", "group"}:
                 print(f"  {key}: {value}")
@@ -205,13 +213,38 @@ def register(app: typer.Typer) -> None:
     def pause(
         job: JobArg,
         note: Annotated[str | None, typer.Option(help="Why (shown with the job).")] = None,
+        until: Annotated[
+            str | None,
+            typer.Option(help="Resume by itself at this time, e.g. 2026-12-01T10:00Z."),
+        ] = None,
+        for_: Annotated[
+            str | None, typer.Option("--for", help="Resume by itself after this long, e.g. 2h.")
+        ] = None,
         server: Server = None,
         token: Token = None,
         output: Output = OutputFormat.TABLE,
     ) -> None:
         """Pause a job: its occurrences are recorded as skipped until resumed."""
-        data = connect(server, token).post(job_path(job) + "/pause", {"note": note})
-        print_json(data) if output is OutputFormat.JSON else print(f"paused {data['job']}")
+        if until is not None and for_ is not None:
+            raise CliError("--until, --for: give one of them", EXIT_BAD_INPUT)
+        resume_at = None
+        if until is not None:
+            resume_at = _parse_instant(until, "--until")
+        elif for_ is not None:
+            try:
+                length = parse_duration(for_)
+            except ValueError as error:
+                raise CliError(f"--for: {error}", EXIT_BAD_INPUT) from None
+            if length <= timedelta(0):
+                raise CliError(f"--for: must be positive, got {for_!r}", EXIT_BAD_INPUT)
+            resume_at = datetime.now(UTC) + length
+        body = {"note": note, "until": resume_at.isoformat() if resume_at else None}
+        data = connect(server, token).post(job_path(job) + "/pause", body)
+        if output is OutputFormat.JSON:
+            print_json(data)
+            return
+        until_text = f" until {short_time(data['resume_at'])}" if data.get("resume_at") else ""
+        print(f"paused {data['job']}{until_text}")
 
     @app.command()
     def resume(

@@ -10,9 +10,12 @@ import typer
 from belfry.cli import (
     commands_accounts,
     commands_alerts,
+    commands_backfill,
     commands_calendars,
     commands_cluster,
+    commands_crontab,
     commands_jobs,
+    commands_maintenance,
     commands_runs,
     commands_server,
     commands_worker,
@@ -37,6 +40,9 @@ commands_cluster.register(app)
 commands_worker.register(app)
 commands_accounts.register(app)
 commands_alerts.register(app)
+commands_backfill.register(app)
+commands_crontab.register(app)
+commands_maintenance.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -176,6 +176,9 @@ class JobSpec(_Strict):
     # A run whose worker went silent is marked lost; ``retry`` starts a new attempt (at
     # least one, whatever ``retries`` says), ``fail`` leaves it lost (at most once).
     on_worker_lost: Literal["fail", "retry"] = "fail"
+    # While its group is in maintenance an occurrence is skipped (reason ``maintenance``);
+    # with ``defer``, the skipped occurrences become one run when the maintenance ends.
+    on_maintenance: Literal["skip", "defer"] = "skip"
     timeout: Duration | None = None
     kill_grace: Duration = timedelta(seconds=10)
     overlap: OverlapPolicy = OverlapPolicy.ALLOW

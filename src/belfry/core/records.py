@@ -41,6 +41,8 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
+    # ``belfry backfill``: a past occurrence run on request, paced at claim time.
+    BACKFILL = "backfill"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class JobRecord:
     pause_note: str | None
     created_at: datetime
     updated_at: datetime
+    # When the leader resumes a paused job by itself (None: only by hand).
+    resume_at: datetime | None = None
 
     @property
     def key(self) -> JobKey:

@@ -30,6 +30,8 @@ from belfry.core.records import (
 )
 from belfry.core.states import Actor, RunState
 from belfry.ports.accounts import AccountStore
+from belfry.ports.job_search import JobSearch
+from belfry.ports.maintenance import MaintenanceStore
 from belfry.ports.notifications import NotificationStore
 from belfry.ports.stats import StatsStore
 
@@ -41,7 +43,7 @@ class InvalidValue(ValueError):
     NUL character. The caller's input, not a fault of the store."""
 
 
-class Store(AccountStore, NotificationStore, StatsStore, Protocol):
+class Store(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch, Protocol):
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
         self,
@@ -81,9 +83,15 @@ class Store(AccountStore, NotificationStore, StatsStore, Protocol):
         ...
 
     async def set_paused(
-        self, job_id: int, paused: bool, note: str | None, now: datetime
+        self,
+        job_id: int,
+        paused: bool,
+        note: str | None,
+        now: datetime,
+        resume_at: datetime | None = None,
     ) -> JobRecord | None:
-        """Pause or resume a job (None if it does not exist)."""
+        """Pause (until ``resume_at``, when given) or resume a job (None if it does not
+        exist). Resuming clears the note and the resume time."""
         ...
 
     async def due_jobs(self, until: datetime, limit: int) -> list[JobRecord]:
@@ -139,7 +147,8 @@ class Store(AccountStore, NotificationStore, StatsStore, Protocol):
     async def due_runs(
         self, until: datetime, limit: int, for_worker: str | None = None
     ) -> list[RunRecord]:
-        """Scheduled runs whose ``not_before`` is at or before ``until``, earliest first;
+        """Scheduled runs whose ``not_before`` is at or before ``until``, earliest first,
+        backfill runs after all others (a long backfill never crowds other jobs out);
         with ``for_worker``, only those without a target or targeted at that worker (runs
         waiting for other workers never crowd its claims out of ``limit``)."""
         ...

@@ -21,6 +21,7 @@ from belfry.ports.store import InvalidValue
 from belfry.server.accounts_api import accounts_router
 from belfry.server.alerts_api import alerts_router
 from belfry.server.authentication import Authentication
+from belfry.server.backfill_api import backfill_router
 from belfry.server.dependencies import (
     NodeDep,
     UserDep,
@@ -29,6 +30,7 @@ from belfry.server.dependencies import (
     require_global_admin,
 )
 from belfry.server.health import readiness
+from belfry.server.maintenance_api import maintenance_router
 from belfry.server.metrics_api import metrics_router
 from belfry.server.node import Node
 from belfry.server.oidc_api import oidc_router
@@ -243,7 +245,8 @@ def _router() -> APIRouter:
         body: PauseRequest | None = None,
     ) -> JobSummary:
         note = body.note if body else None
-        job = await set_paused(node, caller, address_of(request), group, name, True, note)
+        until = body.until if body else None
+        job = await set_paused(node, caller, address_of(request), group, name, True, note, until)
         return await _summary(node, job)
 
     @api.post("/jobs/{group}/{name}/resume", response_model=JobSummary)
@@ -365,6 +368,8 @@ def create_app(node: Node, *, start_background: bool = True) -> FastAPI:
     app.include_router(_router())
     app.include_router(accounts_router())
     app.include_router(alerts_router())
+    app.include_router(backfill_router())
+    app.include_router(maintenance_router())
     app.include_router(oidc_router())
     app.include_router(worker_router())
     mount_ui(app)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
 from belfry.services.login_throttle import LoginThrottle
+from belfry.services.maintenance import MaintenanceService
 from belfry.services.metrics import Metrics
 from belfry.services.notifier import Notifier
 from belfry.services.oidc_login import SingleSignOn, read_state_key
@@ -75,6 +77,8 @@ class Node:
     schema_head: str = ""
     # Decides and delivers alerts (set by ``open``).
     notifier: Notifier = field(init=False)
+    # Maintenance windows (set by ``open``).
+    maintenance: MaintenanceService = field(init=False)
     _senders: ChannelSenders | None = None
 
     @classmethod
@@ -118,7 +122,7 @@ class Node:
             identity = WorkerIdentity(
                 name=embedded_name, host=host, pools=tuple(settings.worker_pools)
             )
-            link = EmbeddedLink(runs, identity)
+            link = EmbeddedLink(runs, identity, _drain_check(store, embedded_name))
             # Kills the runs' process trees should this server die without stopping them.
             guardian = Guardian()
             guardian.start()
@@ -143,6 +147,7 @@ class Node:
             metrics=metrics,
             schema_head=schema_head(),
         )
+        node.maintenance = MaintenanceService(store, clock, on_change=node._work_changed)
         node._senders = ChannelSenders(smtp=settings.smtp)
         node.notifier = Notifier(
             store,
@@ -169,6 +174,11 @@ class Node:
         node.first_admin_token = await node._bootstrap_admin()
         node.first_admin_password = await node._bootstrap_admin_user()
         return node
+
+    def _work_changed(self) -> None:
+        """Maintenance began or ended: plan and hand out runs again now."""
+        self.scheduler.wake()
+        self.runs.new_work.ring()
 
     @property
     def name(self) -> str:
@@ -321,3 +331,11 @@ def _write_private(path: Path, secret: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secret + "\n")
+
+
+def _drain_check(store: Store, name: str) -> Callable[[], Awaitable[bool]]:
+    async def draining() -> bool:
+        worker = await store.get_worker(name)
+        return worker is not None and worker.state == "draining"
+
+    return draining

@@ -8,6 +8,7 @@ Each action checks the caller's role on the group it touches (403), finds its ta
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -15,9 +16,11 @@ from fastapi import HTTPException, status
 from belfry import __version__
 from belfry.core.deliveries import DeliveryRecord
 from belfry.core.jobs import JobKey
+from belfry.core.maintenance import EVERYTHING, MaintenanceWindow
 from belfry.core.permissions import Permission, Principal
-from belfry.core.records import AuditEntry, JobRecord, RunRecord
+from belfry.core.records import AuditEntry, JobRecord, RunRecord, WorkerRecord
 from belfry.core.states import ACTIVE_STATES, RunState, is_final
+from belfry.ports.maintenance import EndedMaintenance
 from belfry.server.dependencies import require, require_global_admin
 from belfry.server.health import readiness
 from belfry.server.node import Node
@@ -25,15 +28,19 @@ from belfry.server.schemas import ApplyRequest, ClusterOut, HealthOut, NodeOut, 
 from belfry.services.channels import UnknownChannel
 from belfry.services.database_time import MAX_CLOCK_OFFSET
 from belfry.services.jobs import ApplyResult, UnknownJob
+from belfry.services.workers import UnknownWorker
 
 __all__ = [
     "apply_changes",
     "cluster_overview",
+    "end_maintenance",
     "find_job",
     "find_run",
     "kill_run",
     "send_channel_test",
     "set_paused",
+    "set_worker_drain",
+    "start_maintenance",
     "trigger_job",
     "visible_deliveries",
 ]
@@ -87,11 +94,15 @@ async def set_paused(
     name: str,
     paused: bool,
     note: str | None = None,
+    until: datetime | None = None,
 ) -> JobRecord:
-    """Pause (with an optional note) or resume the job."""
+    """Pause (with an optional note, and until ``until`` when given: the leader resumes
+    the job then) or resume the job."""
     require(caller, Permission.OPERATE, group)
+    if paused and until is not None and until <= node.clock.now():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "until: must be in the future")
     try:
-        job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note)
+        job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note, until)
     except UnknownJob as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     await node.audit.record(
@@ -100,9 +111,71 @@ async def set_paused(
         address=address,
         group=group,
         target=f"{group}/{name}",
-        after={"note": note} if paused else None,
+        after={"note": note, "until": until.isoformat() if until else None} if paused else None,
     )
     return job
+
+
+def _may_maintain(caller: Principal, scope: str) -> None:
+    # Everything needs a global admin; a group, an admin of the group.
+    if scope == EVERYTHING:
+        require_global_admin(caller)
+    else:
+        require(caller, Permission.ADMINISTER, scope)
+
+
+async def start_maintenance(
+    node: Node, caller: Principal, address: str | None, scope: str, note: str | None
+) -> MaintenanceWindow:
+    """Put everything (``*``) or a group in maintenance, or change the note of its window."""
+    _may_maintain(caller, scope)
+    before, after = await node.maintenance.start(scope, note, caller.name)
+    await node.audit.record(
+        caller,
+        "maintenance.on",
+        address=address,
+        group=None if scope == EVERYTHING else scope,
+        target=scope,
+        before={"note": before.note} if before else None,
+        after={"note": after.note},
+    )
+    return after
+
+
+async def end_maintenance(
+    node: Node, caller: Principal, address: str | None, scope: str
+) -> EndedMaintenance:
+    """End the window of everything (``*``) or of a group (404 when there is none)."""
+    _may_maintain(caller, scope)
+    ended = await node.maintenance.end(scope)
+    if ended is None:
+        shown = "everything" if scope == EVERYTHING else f"group {scope!r}"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{shown} is not in maintenance")
+    await node.audit.record(
+        caller,
+        "maintenance.off",
+        address=address,
+        group=None if scope == EVERYTHING else scope,
+        target=scope,
+        before={"note": ended.window.note, "since": ended.window.started_at.isoformat()},
+        after={"deferred_runs": [run.id for run in ended.runs]},
+    )
+    return ended
+
+
+async def set_worker_drain(
+    node: Node, caller: Principal, address: str | None, name: str, drain: bool
+) -> WorkerRecord:
+    """Drain a worker (it finishes its runs and takes nothing new) or undrain it."""
+    require_global_admin(caller)  # workers serve every group's jobs
+    try:
+        worker = await node.workers.set_drain(name, drain)
+    except UnknownWorker as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    await node.audit.record(
+        caller, "worker.drain" if drain else "worker.undrain", address=address, target=name
+    )
+    return worker
 
 
 async def kill_run(node: Node, caller: Principal, address: str | None, run_id: int) -> RunRecord:

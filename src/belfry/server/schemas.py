@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarSpec
@@ -153,6 +153,9 @@ class JobSummary(BaseModel):
     last_scheduled_for: datetime | None
     paused: bool
     pause_note: str | None
+    resume_at: datetime | None = Field(
+        default=None, description="When a paused job resumes by itself (null: by hand)."
+    )
 
     @classmethod
     def of(cls, job: JobRecord, last: RunRecord | None) -> JobSummary:
@@ -167,6 +170,7 @@ class JobSummary(BaseModel):
             last_scheduled_for=last.scheduled_for if last else None,
             paused=job.paused,
             pause_note=job.pause_note,
+            resume_at=job.resume_at,
         )
 
 
@@ -269,6 +273,9 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=1000)
+    until: AwareDatetime | None = Field(
+        default=None, description="Resume the job by itself at this time (RFC 3339)."
+    )
 
 
 class WorkerOut(BaseModel):

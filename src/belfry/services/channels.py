@@ -8,6 +8,7 @@ change without opening anything, and only its redacted form is ever shown or aud
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,7 @@ class ChannelCatalog:
             ("channel", [c.name for c in channels]),
             ("group", [g.name for g in groups]),
         ):
-            repeated = sorted({name for name in names if names.count(name) > 1})
+            repeated = sorted(name for name, n in Counter(names).items() if n > 1)
             if repeated:
                 raise ValueError(f"{what} {repeated[0]} is given twice")
         stored = {record.name: record for record in await self._store.list_channels()}

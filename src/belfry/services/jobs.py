@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,7 +192,8 @@ class JobService:
         ValueError (nothing applied) for duplicates, calendars that do not resolve, and
         jobs naming a calendar or channel that neither exists nor is applied."""
         keys = [spec.key for spec in specs]
-        duplicates = {str(key) for key in keys if keys.count(key) > 1}
+        # Counted by name: list.count per key made an apply of 10,000 jobs take 100 s.
+        duplicates = {name for name, n in Counter(map(str, keys)).items() if n > 1}
         if duplicates:
             raise ValueError(f"duplicate jobs: {', '.join(sorted(duplicates))}")
         calendar_changes = await self._check_calendars(specs, calendars)
@@ -388,9 +390,14 @@ class JobService:
         await self._store.apply_jobs([], [job.id], self._clock.now())
         self._on_change()
 
-    async def set_paused(self, key: JobKey, paused: bool, note: str | None) -> JobRecord:
+    async def set_paused(
+        self, key: JobKey, paused: bool, note: str | None, until: datetime | None = None
+    ) -> JobRecord:
+        """Pause (until ``until``, when given: the scheduler resumes it then) or resume."""
         job = await self.get(key)
-        updated = await self._store.set_paused(job.id, paused, note, self._clock.now())
+        updated = await self._store.set_paused(
+            job.id, paused, note, self._clock.now(), resume_at=until
+        )
         if updated is None:
             raise UnknownJob(key)
         self._on_change()

@@ -1,7 +1,9 @@
 """The run service: hands due runs to workers, records what they report, kills, retries.
 
-Overlap and pause are decided here, when a run is about to start, because that is when
-"is the previous run still active?" has its true answer. Jobs that allow overlap are
+Overlap, pause and maintenance are decided here, when a run is about to start, because
+that is when "is the previous run still active?" has its true answer. A run due in a group
+in maintenance is skipped with the maintenance's reason (even one made before it began):
+nothing new starts there, and runs already running finish. Jobs that allow overlap are
 handed out up to ``claim_lead`` early so the worker can start them exactly on time.
 """
 
@@ -17,11 +19,13 @@ from datetime import datetime, timedelta
 from belfry.core.env_secrets import SealedSecret
 from belfry.core.execution import Assignment, HttpRequest, Outcome, RunOrder
 from belfry.core.jobs import OverlapPolicy
+from belfry.core.maintenance import covering, maintenance_reason
 from belfry.core.policies import OverlapVerdict, decide_overlap, retry_delay
 from belfry.core.records import JobRecord, NewRun, OutputChunk, RunRecord, Transition, Trigger
 from belfry.core.states import ACTIVE_STATES, Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.backfill import backfill_limit
 from belfry.services.batching import GroupCommit
 from belfry.services.metrics import Metrics
 from belfry.services.placement import WorkerIdentity, fan_out, wants_workers
@@ -206,17 +210,27 @@ class RunService:
         if not due:
             return Assignment(kills=kills)
         jobs = await self._store.get_jobs(sorted({run.job_id for run in due}))
+        windows = await self._store.list_maintenance()
+        # Backfill runs are paced against their job's active runs whatever its policy.
+        backfilling = {run.job_id for run in due if run.trigger is Trigger.BACKFILL}
         guarded = [
-            job_id for job_id, job in jobs.items() if job.spec.overlap is not OverlapPolicy.ALLOW
+            job_id
+            for job_id, job in jobs.items()
+            if job.spec.overlap is not OverlapPolicy.ALLOW or job_id in backfilling
         ]
         active_runs = (
             await self._store.runs_in_states(sorted(ACTIVE_STATES), guarded) if guarded else []
         )
         # Active runs by (job, None): on any worker, and by (job, worker): on that worker.
         active: Counter[tuple[int, str | None]] = Counter()
+        # Of those, the backfill runs (a backfill's own limit counts only them).
+        active_backfill: Counter[tuple[int, str | None]] = Counter()
         for held in active_runs:
             active.update(_overlap_keys(held.job_id, held.worker))
+            if held.trigger is Trigger.BACKFILL:
+                active_backfill.update(_overlap_keys(held.job_id, held.worker))
         waiting: Counter[tuple[int, str | None]] = Counter()
+        waiting_backfill: Counter[tuple[int, str | None]] = Counter()
         changes: list[Transition] = []
         replace: list[int] = []
         for run in due:
@@ -227,12 +241,27 @@ class RunService:
                 continue  # another worker's run of a target-all job
             if free.slots is not None and free.slots < 1:
                 break
+            window = covering(windows, job.spec.group)
+            if window is not None:
+                deferred = job.spec.on_maintenance == "defer"
+                changes.append(self._skip(run, maintenance_reason(window, deferred=deferred)))
+                continue
             manual = run.trigger is Trigger.MANUAL
             if job.paused and not manual:
                 changes.append(self._skip(run, "paused"))
                 continue
             policy = job.spec.overlap
-            if policy is not OverlapPolicy.ALLOW and not manual:
+            if run.trigger is Trigger.BACKFILL:
+                if run.not_before > now:
+                    continue  # paced: not before its instant
+                key = (job.id, run.target)
+                limit = backfill_limit(run.reason)
+                if (limit.alone and active[key] > active_backfill[key]) or (
+                    active_backfill[key] + waiting_backfill[key] >= limit.max_parallel
+                ):
+                    waiting_backfill[key] += 1  # waits its turn, in order, never skipped
+                    continue
+            elif policy is not OverlapPolicy.ALLOW and not manual:
                 if run.not_before > now:
                     continue  # decided at its instant, when overlap has its true answer
                 key = (job.id, run.target)
@@ -258,6 +287,8 @@ class RunService:
                 continue  # another worker may have room; this one waits for a finish
             free.take(job)
             active.update(_overlap_keys(job.id, worker.name))
+            if run.trigger is Trigger.BACKFILL:
+                active_backfill.update(_overlap_keys(job.id, worker.name))
             changes.append(
                 Transition(
                     run.id,

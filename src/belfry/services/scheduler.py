@@ -6,7 +6,8 @@ pure policies of ``belfry.core``, and moves each cursor with a compare-and-set t
 the runs in the same transaction; the occurrence key makes a second run impossible even if
 two schedulers race. Between passes it sleeps until the next cursor, or until woken.
 An occurrence of a ``target: all`` job becomes one run per live worker that can run it
-(``belfry.services.placement``).
+(``belfry.services.placement``). An occurrence of a job in maintenance is recorded as
+skipped (``maintenance: NOTE``); a pause with a resume time ends here, when it is due.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from belfry.core.calendars import Calendar, CalendarError, compile_calendars
+from belfry.core.maintenance import MaintenanceWindow, covering, maintenance_reason
 from belfry.core.policies import jitter_offset, job_gate, plan_occurrences
 from belfry.core.records import CalendarRecord, Fence, JobAdvance, JobRecord, NewRun, WorkerRecord
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.audit import AuditLog
 from belfry.services.metrics import Metrics
 from belfry.services.placement import fan_out, wants_workers
 from belfry.services.runs import PREPARE_AHEAD
@@ -47,9 +50,12 @@ class Scheduler:
         batch: int = 500,
         idle_recheck: float = 30.0,
         metrics: Metrics | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
+        # Records the pauses that end by themselves, as done by "belfry".
+        self._audit = audit or AuditLog(store, clock)
         # Counts the skips and fires of the passes this server makes (``/metrics``).
         self._metrics = metrics or Metrics()
         self._on_runs_created = on_runs_created
@@ -83,6 +89,7 @@ class Scheduler:
 
     async def run_once(self) -> float:
         """Handle every due occurrence; return the seconds until the next one is due."""
+        await self._resume_due()
         while True:
             now = self._clock.now()
             jobs = await self._store.due_jobs(now + self._horizon, self._batch)
@@ -90,11 +97,13 @@ class Scheduler:
                 calendars: dict[str, Calendar] = {}
                 if any(job.spec.exclude or job.spec.only for job in jobs):
                     calendars = self._compiled(await self._store.list_calendars())
+                # A small table, read once per pass: maintenance may begin at any time.
+                windows = await self._store.list_maintenance()
                 # target: all makes a run per live worker: read them once per pass.
                 workers: list[WorkerRecord] = []
                 if any(wants_workers(job) for job in jobs):
                     workers = await self._store.list_workers()
-                advances = [self._advance(job, now, calendars, workers) for job in jobs]
+                advances = [self._advance(job, now, calendars, workers, windows) for job in jobs]
                 applied = await self._store.advance_jobs(advances, now, self.fence)
                 if applied == 0 and self.fence is not None:
                     # Fenced out: another server leads now. Stop; the election says so soon.
@@ -104,11 +113,32 @@ class Scheduler:
                     self._on_runs_created()
             if len(jobs) < self._batch:
                 break
+        delay = self._idle_recheck
         upcoming = await self._store.next_cursor()
-        if upcoming is None:
-            return self._idle_recheck
-        seconds = (upcoming - self._horizon - self._clock.now()).total_seconds()
-        return min(max(seconds, 0.0), self._idle_recheck)
+        if upcoming is not None:
+            seconds = (upcoming - self._horizon - self._clock.now()).total_seconds()
+            delay = min(max(seconds, 0.0), delay)
+        resume = await self._store.next_resume_at()
+        if resume is not None:
+            delay = min(max((resume - self._clock.now()).total_seconds(), 0.0), delay)
+        return delay
+
+    async def _resume_due(self) -> None:
+        """Resume the paused jobs whose resume time has come (read first: writing every
+        pass would cost a write transaction per pass for nothing)."""
+        now = self._clock.now()
+        due = await self._store.next_resume_at()
+        if due is None or due > now:
+            return
+        for job in await self._store.resume_due_jobs(now):
+            log.info("job %s resumed: its pause ended", job.key)
+            await self._audit.record(
+                "belfry",
+                "job.resume",
+                group=job.spec.group,
+                target=str(job.key),
+                after={"reason": "pause ended"},
+            )
 
     async def _count(self, advances: list[JobAdvance], applied: int, now: datetime) -> None:
         """Count the skips and fires of the advances that applied."""
@@ -155,10 +185,15 @@ class Scheduler:
         now: datetime,
         calendars: dict[str, Calendar],
         workers: list[WorkerRecord],
+        windows: list[MaintenanceWindow],
     ) -> JobAdvance:
         assert job.next_fire_at is not None  # due_jobs only returns jobs with a cursor
         spec = job.spec
         gate, hold = job_gate(spec, calendars)
+        window = covering(windows, spec.group)
+        if hold is None and window is not None:
+            # A defer job's skips are marked: ending the maintenance turns them into a run.
+            hold = maintenance_reason(window, deferred=spec.on_maintenance == "defer")
         schedule = self._schedule(job)
         plan = plan_occurrences(
             schedule,

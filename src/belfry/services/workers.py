@@ -141,12 +141,27 @@ class WorkerService:
         ``allowed``: the pools of the caller's token (None: any), as for every call."""
         worker = _acting(await self._live(name), allowed)
         if worker.state == "draining":
-            return Assignment(kills=self._runs.take_kills(name))
+            kills = self._runs.take_kills(name)
+            if not kills and wait > 0:
+                # Drained by a person, the worker keeps polling: hold the poll (a kill or
+                # an undrain rings) instead of answering at once, round after round.
+                await self._runs.new_work.wait(wait)
+                kills = self._runs.take_kills(name)
+            return Assignment(kills=kills)
         assignment = await self._runs.claim(identity_of(worker), free)
         if assignment.orders or assignment.kills or wait <= 0:
             return assignment
         await self._runs.wait_for_work(wait)
         return await self.claim(name, free, 0, allowed)
+
+    async def set_drain(self, name: str, drain: bool) -> WorkerRecord:
+        """Ask a worker to take nothing new (its runs finish), or to take work again."""
+        worker = await self._store.set_drain(name, drain)
+        if worker is None:
+            raise UnknownWorker(f"no worker {name!r}")
+        if not drain:
+            self._runs.new_work.ring()
+        return worker
 
     async def heartbeat(
         self,

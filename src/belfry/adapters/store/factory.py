@@ -10,7 +10,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError
@@ -19,10 +21,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from belfry.adapters.store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from belfry.adapters.store.sql import WRITE_OPTION, SqlStore
+from belfry.adapters.store.stats import SCHEMA_VERSION_TABLE
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "VERSION_TABLE",
+    "SchemaTooNew",
     "database_kind",
+    "driver_options",
     "driver_url",
     "open_store",
     "redacted_url",
@@ -30,6 +36,8 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Alembic's table holding the database's schema revision (the migrations' env.py uses it).
+VERSION_TABLE = SCHEMA_VERSION_TABLE
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -38,6 +46,11 @@ _DRIVERS = {
     "postgresql": "postgresql+psycopg",
     "postgresql+psycopg": "postgresql+psycopg",
 }
+# psycopg prepares a statement on the server after its 5th execution. PgBouncer in transaction
+# mode (before 1.21, or without max_prepared_statements) gives the next transaction another
+# server connection, where that statement does not exist: `?prepare_threshold=none` in the
+# URL turns server-side preparing off (docs/operations.md).
+_PREPARE_OPTION = "prepare_threshold"
 # pg_advisory_xact_lock key serialising migrations of replicas that start together.
 _MIGRATION_LOCK = 0x62656C667279  # "belfry"
 # RETURNING (3.35) and UPDATE ... FROM (3.33) carry the store's compare-and-set updates.
@@ -88,6 +101,25 @@ def driver_url(url: str) -> URL:
             # Each pooled connection would see its own empty database.
             raise ValueError("in-memory SQLite is not supported; give a file path")
     return parsed
+
+
+def driver_options(url: URL) -> tuple[URL, dict[str, Any]]:
+    """``url`` without the options Belfry reads itself, and those as driver arguments.
+
+    The one such option is ``prepare_threshold`` (PostgreSQL): ``none`` stops psycopg from
+    preparing statements on the server (for PgBouncer's transaction mode), a number sets
+    how many executions of a statement come before it is prepared. The driver would get it
+    as a string otherwise. ValueError for a value that is neither.
+    """
+    if url.get_backend_name() != "postgresql" or _PREPARE_OPTION not in url.query:
+        return url, {}
+    value = url.query[_PREPARE_OPTION]
+    stripped = url.difference_update_query([_PREPARE_OPTION])
+    if isinstance(value, str) and value.lower() == "none":
+        return stripped, {_PREPARE_OPTION: None}
+    if isinstance(value, str) and value.isdigit():
+        return stripped, {_PREPARE_OPTION: int(value)}
+    raise ValueError(f"{_PREPARE_OPTION}: expected none or a number in the URL, got {value!r}")
 
 
 def _switch_to_wal(path: str) -> str:
@@ -144,6 +176,7 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 
 
 def _postgresql_engine(url: URL) -> AsyncEngine:
+    url, options = driver_options(url)
     return create_async_engine(
         url,
         # A replica outlives database failovers: test pooled connections before use.
@@ -157,6 +190,7 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
             "keepalives_idle": 5,
             "keepalives_interval": 2,
             "keepalives_count": 3,
+            **options,
         },
     )
 
@@ -176,10 +210,39 @@ def schema_head() -> str:
     return head
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer Belfry than this one: this code neither knows
+    its schema nor can migrate from it, and must not serve on it."""
+
+    def __init__(self, revision: str, head: str) -> None:
+        super().__init__(
+            f"the database is at revision {revision}, newer than this Belfry knows "
+            f"(head {head}): upgrade Belfry"
+        )
+        self.revision = revision
+        self.head = head
+
+
+def _refuse_newer_schema(connection: Connection, config: Config) -> None:
+    """Alembic would fail on a revision it cannot locate with a traceback; worse, code
+    older than the schema would serve on tables it does not know. Refuse with one line."""
+    scripts = ScriptDirectory.from_config(config)
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    for revision in context.get_current_heads():
+        try:
+            known = scripts.get_revision(revision)
+        except CommandError:
+            known = None
+        if known is None:
+            raise SchemaTooNew(revision, scripts.get_current_head() or "none")
+
+
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     config = _alembic_config()
+    # Read under the migration lock: a newer replica migrating right now is waited for.
+    _refuse_newer_schema(connection, config)
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 
@@ -217,11 +280,17 @@ async def open_store(url: str) -> SqlStore:
     """Connect to ``url`` (``sqlite:///file.db``, ``postgresql://user@host/db``) and
     migrate its schema to the newest version.
 
-    Raises ValueError for a URL of another kind and StoreUnavailable when the database
-    cannot be reached.
+    Raises ValueError for a URL of another kind, StoreUnavailable when the database
+    cannot be reached (or a URL option is bad) and SchemaTooNew when a newer Belfry has
+    migrated it.
     """
     target = driver_url(url)
     shown = redacted_url(url)
+    try:
+        driver_options(target)  # checked before connecting
+    except ValueError as error:
+        # A StoreUnavailable: the server's CLI reports it in one line, not a traceback.
+        raise StoreUnavailable(shown, str(error)) from None
     kind = target.get_backend_name()
     if kind == "sqlite":
         if sqlite3.sqlite_version_info < _SQLITE_MINIMUM:

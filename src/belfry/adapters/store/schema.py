@@ -40,6 +40,7 @@ __all__ = [
     "group_settings",
     "jobs",
     "leadership",
+    "maintenance",
     "metadata",
     "nodes",
     "notifier_marks",
@@ -110,6 +111,8 @@ jobs = Table(
     Column("spec", Text, nullable=False),  # JobSpec as JSON
     Column("paused", Boolean, nullable=False, server_default=false()),
     Column("pause_note", Text),
+    # A paused job the leader resumes at this time (None: paused until resumed by hand).
+    Column("resume_at", UtcDateTime),
     Column("next_fire_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
@@ -266,6 +269,9 @@ workers = Table(
     Column("state", String(16), nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),
     Column("last_seen", UtcDateTime, nullable=False),
+    # Set by ``belfry worker drain``: the worker is handed nothing new, whatever its
+    # heartbeat says (the heartbeat rewrites ``state``, so the flag is its own column).
+    Column("drain_requested", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per leadership (today only "scheduler"): who leads, under which epoch (the fencing
@@ -346,4 +352,14 @@ notifier_marks = Table(
     metadata,
     Column("name", String(100), primary_key=True),
     Column("at", UtcDateTime, nullable=False),
+)
+
+# Maintenance windows in force: one per scope, '*' (everything) or a group's name.
+maintenance = Table(
+    "maintenance",
+    metadata,
+    Column("scope", String(100), primary_key=True),
+    Column("note", Text),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("started_by", String(200), nullable=False),
 )

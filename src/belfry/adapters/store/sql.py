@@ -35,6 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from belfry.adapters.store.accounts import AccountStore
 from belfry.adapters.store.connections import WRITE_OPTION
+from belfry.adapters.store.job_rows import job_record
+from belfry.adapters.store.job_search import JobSearch
+from belfry.adapters.store.maintenance import MaintenanceStore
 from belfry.adapters.store.notifications import NotificationStore
 from belfry.adapters.store.run_rows import run_record
 from belfry.adapters.store.schema import (
@@ -51,7 +54,6 @@ from belfry.adapters.store.schema import (
 from belfry.adapters.store.stats import StatsStore
 from belfry.core.calendars import CalendarSpec
 from belfry.core.deliveries import AlertingWrites
-from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
     Fence,
@@ -94,19 +96,6 @@ def _state_names(states: Iterable[RunState]) -> list[str]:
     return sorted({RunState(state).value for state in states})
 
 
-def _job(row: Row[Any]) -> JobRecord:
-    data = row._mapping
-    return JobRecord(
-        id=data["id"],
-        spec=JobSpec.model_validate_json(data["spec"]),
-        next_fire_at=data["next_fire_at"],
-        paused=bool(data["paused"]),
-        pause_note=data["pause_note"],
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-    )
-
-
 def _leadership(row: Row[Any, Any, Any, Any]) -> Leadership:
     data = row._mapping
     now = data["now"]
@@ -137,7 +126,10 @@ def _worker(row: Row[Any]) -> WorkerRecord:
         cpu=data["cpu"],
         memory_mb=data["memory_mb"],
         version=data["version"],
-        state=data["state"],
+        # A drain asked for by a person holds whatever the worker's heartbeat says.
+        state="draining"
+        if data["drain_requested"] and data["state"] == "active"
+        else data["state"],
         first_seen=data["first_seen"],
         last_seen=data["last_seen"],
     )
@@ -166,8 +158,14 @@ def _job_values(write: JobWrite) -> dict[str, Any]:
     }
 
 
-class SqlStore(AccountStore, NotificationStore, StatsStore):
+class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch):
     """The store on a SQLAlchemy async engine (built by ``open_store``)."""
+
+    def _job_record(self, row: Row[Any]) -> JobRecord:
+        return job_record(row)
+
+    def _worker_record(self, row: Row[Any]) -> WorkerRecord:
+        return _worker(row)
 
     async def _job_names(
         self, connection: AsyncConnection, job_ids: Iterable[int]
@@ -373,33 +371,43 @@ class SqlStore(AccountStore, NotificationStore, StatsStore):
         if group is not None:
             statement = statement.where(jobs.c.group == group)
         async with self._read() as connection:
-            return [_job(row) for row in await connection.execute(statement)]
+            return [job_record(row) for row in await connection.execute(statement)]
 
     async def get_job(self, group: str, name: str) -> JobRecord | None:
         statement = select(jobs).where(jobs.c.group == group, jobs.c.name == name)
         async with self._read() as connection:
             row = (await connection.execute(statement)).first()
-        return _job(row) if row else None
+        return job_record(row) if row else None
 
     async def get_jobs(self, job_ids: Sequence[int]) -> dict[int, JobRecord]:
         if not job_ids:
             return {}
         statement = select(jobs).where(jobs.c.id.in_(set(job_ids)))
         async with self._read() as connection:
-            return {job.id: job for job in map(_job, await connection.execute(statement))}
+            return {job.id: job for job in map(job_record, await connection.execute(statement))}
 
     async def set_paused(
-        self, job_id: int, paused: bool, note: str | None, now: datetime
+        self,
+        job_id: int,
+        paused: bool,
+        note: str | None,
+        now: datetime,
+        resume_at: datetime | None = None,
     ) -> JobRecord | None:
         statement = (
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(paused=paused, pause_note=note, updated_at=now)
+            .values(
+                paused=paused,
+                pause_note=note,
+                resume_at=resume_at if paused else None,
+                updated_at=now,
+            )
             .returning(*jobs.c)
         )
         async with self._write() as connection:
             row = (await connection.execute(statement)).first()
-        return _job(row) if row else None
+        return job_record(row) if row else None
 
     async def due_jobs(self, until: datetime, limit: int) -> list[JobRecord]:
         # Ordered like the (next_fire_at, id) index, so the scan stops after `limit` rows.
@@ -410,7 +418,7 @@ class SqlStore(AccountStore, NotificationStore, StatsStore):
             .limit(limit)
         )
         async with self._read() as connection:
-            return [_job(row) for row in await connection.execute(statement)]
+            return [job_record(row) for row in await connection.execute(statement)]
 
     async def next_cursor(self) -> datetime | None:
         async with self._read() as connection:
@@ -534,7 +542,13 @@ class SqlStore(AccountStore, NotificationStore, StatsStore):
         statement = (
             select(runs)
             .where(runs.c.state == RunState.SCHEDULED.value, runs.c.not_before <= until)
-            .order_by(runs.c.not_before, runs.c.id)
+            # Backfill runs last: a large backfill waiting one at a time must not fill the
+            # batch and crowd out the runs of other jobs.
+            .order_by(
+                case((runs.c.trigger == Trigger.BACKFILL.value, 1), else_=0),
+                runs.c.not_before,
+                runs.c.id,
+            )
             .limit(limit)
         )
         if for_worker is not None:

@@ -11,10 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from belfry.server.ui.admin_pages import admin_router
+from belfry.server.ui.backfill_pages import backfill_router
 from belfry.server.ui.dashboard_pages import dashboard_router
 from belfry.server.ui.job_detail_pages import job_detail_router
 from belfry.server.ui.job_pages import job_router
 from belfry.server.ui.login_pages import login_router
+from belfry.server.ui.maintenance_pages import maintenance_router
 from belfry.server.ui.rendering import page
 from belfry.server.ui.run_pages import run_router
 from belfry.server.ui.session import LoginRequired
@@ -31,8 +33,10 @@ def mount_ui(app: FastAPI) -> None:
         dashboard_router(),
         job_router(),
         job_detail_router(),
+        backfill_router(),
         run_router(),
         admin_router(),
+        maintenance_router(),
     ):
         app.include_router(router)
     app.add_exception_handler(LoginRequired, _to_login)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ruamel.yaml import YAML
 
-from belfry.core.durations import format_duration
+from belfry.core.durations import format_duration, parse_duration
 from belfry.core.explanations import Explanation, explain_schedule
 from belfry.core.permissions import Permission
 from belfry.core.records import JobRecord, RunRecord
@@ -286,8 +286,20 @@ def job_detail_router() -> APIRouter:
         group: str,
         name: str,
         note: Annotated[str, Form(max_length=NOTE_LENGTH)] = "",
+        resume_after: Annotated[str, Form(max_length=50)] = "",
     ) -> Response:
-        return await _set_paused(request, node, session, group, name, True, note.strip())
+        until = None
+        if resume_after.strip():
+            try:
+                until = node.clock.now() + parse_duration(resume_after.strip())
+            except ValueError as error:
+                problem = HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"resume after: {error}"
+                )
+                return _refused(request, problem)
+        return await _set_paused(
+            request, node, session, group, name, True, note.strip(), until=until
+        )
 
     @ui.post("/jobs/{group}/{name}/resume", response_model=None)
     async def resume(
@@ -403,10 +415,18 @@ async def _set_paused(
     name: str,
     paused: bool,
     note: str,
+    until: datetime | None = None,
 ) -> Response:
     try:
         job = await set_paused(
-            node, session.principal, address_of(request), group, name, paused, note or None
+            node,
+            session.principal,
+            address_of(request),
+            group,
+            name,
+            paused,
+            note or None,
+            until=until,
         )
     except HTTPException as error:
         return _refused(request, error)

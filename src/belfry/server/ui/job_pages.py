@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,6 +17,8 @@ from belfry.server.ui.session import UiSessionDep
 __all__ = ["PAGE_SIZE", "JobRow", "job_router"]
 
 PAGE_SIZE = 50
+# "Every matching job" for the filters by latest run state.
+_ALL = 1_000_000
 # The quick filters above the list: what a user looks for first.
 _SHOWS = {"all": "All", "failing": "Failing", "paused": "Paused", "running": "Running"}
 
@@ -24,11 +27,6 @@ _SHOWS = {"all": "All", "failing": "Failing", "paused": "Paused", "running": "Ru
 class JobRow:
     job: JobRecord
     latest: RunRecord | None
-
-
-def _matches(job: JobRecord, words: list[str]) -> bool:
-    text = f"{job.key} {job.spec.description} {job.spec.pool}".lower()
-    return all(word in text for word in words)
 
 
 def _shown(row: JobRow, show: str) -> bool:
@@ -56,28 +54,28 @@ def job_router() -> APIRouter:
         page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> HTMLResponse:
         readable = session.principal.readable_groups()
-        every = await node.jobs.list()
-        visible = [job for job in every if readable is None or job.key.group in readable]
-        groups = sorted({job.key.group for job in visible})
-        words = q.lower().split()
-        picked = [
-            job
-            for job in visible
-            if (not group or job.key.group == group) and (not words or _matches(job, words))
-        ]
         show = show if show in _SHOWS else "all"
-        if show != "all":
-            # Filtering by the latest run's state needs every candidate's latest run.
-            latest = await node.store.latest_runs([job.id for job in picked])
-            rows = [JobRow(job, latest.get(job.id)) for job in picked]
+        offset = (page_number - 1) * PAGE_SIZE
+        search = partial(
+            node.store.search_jobs,
+            groups=readable,
+            group=group or None,
+            words=q.split(),
+            paused=True if show == "paused" else None,
+        )
+        if show in ("failing", "running"):
+            # By the latest run's state: the matching jobs' latest runs, then one page.
+            _, matching = await search(limit=_ALL)
+            latest = await node.store.latest_runs([job.id for job in matching])
+            rows = [JobRow(job, latest.get(job.id)) for job in matching]
             rows = [row for row in rows if _shown(row, show)]
             total = len(rows)
-            rows = rows[(page_number - 1) * PAGE_SIZE : page_number * PAGE_SIZE]
+            rows = rows[offset : offset + PAGE_SIZE]
         else:
-            total = len(picked)
-            shown = picked[(page_number - 1) * PAGE_SIZE : page_number * PAGE_SIZE]
+            total, shown = await search(offset=offset, limit=PAGE_SIZE)
             latest = await node.store.latest_runs([job.id for job in shown])
             rows = [JobRow(job, latest.get(job.id)) for job in shown]
+        groups = await node.store.job_groups(readable)
         pages = max(1, -(-total // PAGE_SIZE))
         return page(
             request,
