@@ -17,8 +17,13 @@ from belfry.core.channels import ChannelSpec
 from belfry.core.deliveries import ChannelRecord, DeliveryRecord, GroupRecord
 from belfry.server.dependencies import NodeDep, UserDep, address_of, require_global_admin
 from belfry.server.node import Node
-from belfry.server.operations import send_channel_test, visible_deliveries
-from belfry.server.schemas import ERROR_RESPONSES
+from belfry.server.operations import (
+    apply_changes,
+    require_same_name,
+    send_channel_test,
+    visible_deliveries,
+)
+from belfry.server.schemas import ERROR_RESPONSES, ApplyRequest
 from belfry.services.channels import ChannelInUse, UnknownChannel
 
 __all__ = ["ChannelOut", "DeliveryOut", "GroupSettingsOut", "alerts_router"]
@@ -116,25 +121,8 @@ def alerts_router() -> APIRouter:
     ) -> ChannelOut:
         """Create or replace one channel, as ``apply`` does (global admins)."""
         require_global_admin(caller)
-        if spec.name != name:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
-                f"name: the body names channel {spec.name!r}, the path {name!r}",
-            )
-        try:
-            result = await node.jobs.apply([], channels=[spec])
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
-        for change in result.channel_changes:
-            if change.action != "unchanged":
-                await node.audit.record(
-                    caller,
-                    f"channel.{change.action}",
-                    address=address_of(request),
-                    target=name,
-                    before=change.before,
-                    after=change.after,
-                )
+        require_same_name(spec.name, name)
+        await apply_changes(node, caller, address_of(request), ApplyRequest(channels=[spec]))
         return ChannelOut.of(await _channel(node, name))
 
     @api.delete("/channels/{name}", status_code=status.HTTP_204_NO_CONTENT)

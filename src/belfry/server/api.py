@@ -40,6 +40,7 @@ from belfry.server.operations import (
     find_job,
     find_run,
     kill_run,
+    require_same_name,
     set_paused,
     trigger_job,
 )
@@ -197,24 +198,8 @@ def _router() -> APIRouter:
     ) -> CalendarOut:
         """Create or replace one calendar (the same checks as ``apply``; global admins)."""
         require_global_admin(caller)
-        if spec.name != name:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
-                f"name: the body names {spec.name!r} but the path {name!r}",
-            )
-        try:
-            result = await node.jobs.apply([], calendars=[spec])
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
-        for change in result.calendar_changes:
-            if change.action != "unchanged":
-                await node.audit.record(
-                    caller,
-                    f"calendar.{change.action}",
-                    address=address_of(request),
-                    target=name,
-                    after=spec.model_dump(mode="json", exclude_defaults=True),
-                )
+        require_same_name(spec.name, name)
+        await apply_changes(node, caller, address_of(request), ApplyRequest(calendars=[spec]))
         return CalendarOut.of(await node.jobs.get_calendar(name))
 
     @api.delete("/calendars/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -37,6 +37,7 @@ __all__ = [
     "find_job",
     "find_run",
     "kill_run",
+    "require_same_name",
     "send_channel_test",
     "set_paused",
     "set_worker_drain",
@@ -197,6 +198,15 @@ async def kill_run(node: Node, caller: Principal, address: str | None, run_id: i
         before={"state": before.state.value},
     )
     return run
+
+
+def require_same_name(in_body: str, in_path: str) -> None:
+    """422 unless a PUT's body names what its path names."""
+    if in_body != in_path:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"name: the body names {in_body!r} but the path {in_path!r}",
+        )
 
 
 async def apply_changes(
