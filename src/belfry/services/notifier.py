@@ -113,6 +113,7 @@ class Notifier:
         self.settings = settings or NotifierSettings()
         self._on_delivery = on_delivery
         self._wake = asyncio.Event()
+        self._active_checked: datetime | None = None
 
     def wake(self) -> None:
         """Look now (a run just ended): alerts go out without waiting for the interval."""
@@ -160,9 +161,16 @@ class Notifier:
         now = self._clock.now()
         mark = await self._store.get_mark(_FINISHED_MARK) or now - _FIRST_LOOK
         ended = await self._store.runs_finished_since(mark - _OVERLAP, _BATCH)
-        active = await self._store.runs_in_states(
-            [RunState.SCHEDULED, RunState.CLAIMED, RunState.RUNNING]
-        )
+        active: list[RunRecord] = []
+        # Waiting and running runs (late, too long, past their deadline) are looked at
+        # every watch_interval, not every pass: a queue or a big backfill is many rows.
+        if self._active_checked is None or now - self._active_checked >= timedelta(
+            seconds=self.settings.watch_interval
+        ):
+            self._active_checked = now
+            active = await self._store.runs_in_states(
+                [RunState.SCHEDULED, RunState.CLAIMED, RunState.RUNNING]
+            )
         context = await _Context.load(self._store, self._channels, [*ended, *active])
         new: list[NewDelivery] = []
         new += await self._ended(context, ended, now)
