@@ -76,15 +76,16 @@ def test_drain_takes_nothing_new_until_undrained(server: Belfry, tmp_path: Path)
     server.apply(tmp_path, JOBS)
     server.wait_for(lambda: server.runs("h/other", "succeeded"), what="a run")
     [worker] = server.api("GET", "/api/v1/cluster")["workers"]
-    drained = server.api("POST", f"/api/v1/workers/{worker['name']}/drain")
-    assert drained["state"] == "draining"
+    drained = server.cli("worker", "drain", worker["name"])
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.strip() == f"worker {worker['name']}: draining"
     table = server.cli("cluster")
     assert "draining" in table.stdout
     time.sleep(1.5)  # claims in flight end
     mark = max(r["id"] for r in server.runs("h/other"))
     time.sleep(2)
     assert not [r for r in server.runs("h/other", "running", "succeeded") if r["id"] > mark + 1]
-    server.api("POST", f"/api/v1/workers/{worker['name']}/undrain")
+    assert server.cli("worker", "undrain", worker["name"]).returncode == 0
     server.wait_for(
         lambda: [r for r in server.runs("h/other", "succeeded") if r["id"] > mark + 1],
         what="runs after the undrain",

@@ -12,11 +12,24 @@ from typing import Annotated
 import typer
 
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
+from belfry.cli.options import Output, Server, Token, connect
+from belfry.cli.rendering import OutputFormat, print_json
 from belfry.core.names import is_valid_name
 from belfry.core.sizes import parse_memory_mb
 from belfry.worker.log_format import LogFormat, configure_logging
 
 __all__ = ["register"]
+
+
+def _set_drain(
+    name: str, drain: bool, server: str | None, token: str | None, output: OutputFormat
+) -> None:
+    action = "drain" if drain else "undrain"
+    worker = connect(server, token).post(f"/api/v1/workers/{name}/{action}", {})
+    if output is OutputFormat.JSON:
+        print_json(worker)
+        return
+    print(f"worker {worker['name']}: {worker['state']}")
 
 
 def _tags(values: list[str]) -> dict[str, str]:
@@ -34,24 +47,54 @@ def _words(error: ssl.SSLError) -> str:
     return str(error.reason or error).replace("_", " ").lower()
 
 
+WorkerArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="The worker, as `belfry cluster` names it.")
+]
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
+    # `belfry worker [OPTIONS]` runs an agent; `belfry worker drain|undrain NAME` steer one.
+    group = typer.Typer(invoke_without_command=True, help="Run a worker agent, or drain one.")
+    app.add_typer(group, name="worker")
+
+    @group.command("drain")
+    def drain(
+        name: WorkerArg,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """Let the worker finish its runs and take nothing new (global admins)."""
+        _set_drain(name, True, server, token, output)
+
+    @group.command("undrain")
+    def undrain(
+        name: WorkerArg,
+        server: Server = None,
+        token: Token = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        """Let a drained worker take runs again."""
+        _set_drain(name, False, server, token, output)
+
+    @group.callback()
     def worker(
+        ctx: typer.Context,
         server: Annotated[
             str | None,
             typer.Option(
-                help="Server URL, or several separated by commas (failover) [env BELFRY_SERVER]"
+                help="Server URL, or several separated by commas (failover) (env BELFRY_SERVER)"
             ),
         ] = None,
         token: Annotated[
-            str | None, typer.Option(help="A worker token [env BELFRY_TOKEN].")
+            str | None, typer.Option(help="A worker token (env BELFRY_TOKEN).")
         ] = None,
         pool: Annotated[
             list[str] | None, typer.Option(help="A pool to serve (repeat for several).")
         ] = None,
         tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")] = None,
         slots: Annotated[
-            int | None, typer.Option(min=1, help="Runs at once [default: no limit].")
+            int | None, typer.Option(min=1, help="Runs at once (default: no limit).")
         ] = None,
         cpu: Annotated[
             float | None, typer.Option(min=0, help="CPU units runs may declare in all.")
@@ -84,6 +127,8 @@ def register(app: typer.Typer) -> None:
         ] = LogFormat.TEXT,
     ) -> None:
         """Run jobs of the given pools on this host, for the servers at --server."""
+        if ctx.invoked_subcommand is not None:
+            return  # drain / undrain: the options above are the agent's
         from belfry.worker.http_link import FatalWorkerError, tls_context
         from belfry.worker.main import WorkerConfig, run_worker
 
