@@ -84,4 +84,5 @@ def test_bad_ranges_exit_2_with_one_line(
     done = belfry.cli("backfill", "default/often", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr
-    assert belfry.runs("default/often") == []
+    # Nothing of the backfill was made (the job's own minutely runs may come and go).
+    assert [run for run in belfry.runs("default/often") if run["trigger"] == "backfill"] == []
