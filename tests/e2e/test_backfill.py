@@ -20,17 +20,21 @@ def test_backfill_lists_then_runs_each_past_occurrence_once_one_at_a_time(
     belfry: Belfry, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
+    now = datetime.now(UTC)
+    # From a whole ten minutes back: exactly five occurrences, B-50m .. B-10m.
+    boundary = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0)
+    start, end = _z(boundary - timedelta(minutes=50)), _z(boundary - timedelta(seconds=5))
+    # Ended 5 s ago: its past occurrences are there to backfill, and none fires meanwhile.
     belfry.apply(
         tmp_path,
         f"""
         jobs:
           - name: report
             schedule: "*/10 * * * *"
+            end: "{end}"
             command: echo "start $BELFRY_SCHEDULED_FOR" >> {ledger}; sleep 0.3; echo end >> {ledger}
         """,
     )
-    now = datetime.now(UTC)
-    start, end = _z(now - timedelta(minutes=50)), _z(now - timedelta(seconds=5))
     preview = belfry.cli_json(
         "backfill", "default/report", "--from", start, "--to", end, "--dry-run"
     )
