@@ -34,6 +34,9 @@ _SERIAL_TESTS = (
     "tests/e2e/test_clock_skew.py",
     "tests/e2e/test_database_faults.py",
     "tests/e2e/test_rolling_upgrade.py",
+    # Needs the run's head and tail chunks in one report batch, which a loaded machine's
+    # timing can split before the server ever refuses the batch.
+    "tests/e2e/test_request_limits.py::test_a_worker_splits_report_batches",
 )
 
 
