@@ -184,7 +184,8 @@ class Target:
     def reseed(self, operation: Operation) -> None:
         """The seeded objects back before each operation, so that what one did to them
         (paused, pruned, replaced, lost, deleted) leaves the next more than 404s to find."""
-        self.server.api("POST", "/api/v1/apply", json=SEED)
+        # Forced: what a case changed (a pause...) is drift the seed overwrites.
+        self.server.api("POST", "/api/v1/apply", json={**SEED, "force": True})
         self.revive_worker(operation)
         if self.spare_token is not None:  # the API has accounts
             self.seed_user()

@@ -52,7 +52,7 @@ async def _version(store: SqlStore) -> Any:
 async def test_migrates_an_empty_database_and_reopens(empty_url: str) -> None:
     first = await open_store(empty_url)
     try:
-        assert await _version(first) == _head() == "0009"  # the newest revision
+        assert await _version(first) == _head() == "0010"  # the newest revision
         assert await first.count_tokens() == 0
     finally:
         await first.close()

@@ -143,6 +143,9 @@ def test_pausing_with_a_note_skips_occurrences_with_the_reason_and_resuming_undo
     expect(page.locator(".pause-note")).to_have_text("Pause note: deploy freeze <until 14:00>")
     expect(page.locator("#flash")).to_have_text("Paused.")
     assert dialogs and "ops/tick" in dialogs[0]
+    # The files (applied above) do not say so: the page flags the change as drift.
+    expect(page.locator("#job-drift")).to_contain_text("changed outside files")
+    expect(page.locator("#job-drift")).to_contain_text("paused changed by admin")
     # The every-second job's next occurrences are recorded as skips saying why.
     skipped = ledger_row(page, "skipped", "paused")
     expect(skipped.first).to_be_visible(timeout=RUN_WAIT)
@@ -154,6 +157,7 @@ def test_pausing_with_a_note_skips_occurrences_with_the_reason_and_resuming_undo
     expect(page.locator("#flash")).to_have_text("Resumed.")
     expect(heading.locator(".badge-paused")).to_have_count(0)
     expect(page.locator(".pause-note")).to_have_count(0)
+    expect(page.locator("#job-drift")).to_have_count(0)
     expect(page.get_by_role("button", name="Pause")).to_be_visible()
     # Runs again: the newest entry is soon no skip.
     newest = page.locator("#ledger tbody tr").first.locator(".state")

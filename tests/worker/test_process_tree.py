@@ -41,6 +41,16 @@ PY = sys.executable
 _serial = itertools.count(1)
 
 
+async def started_pid(reporter: RecordingReporter) -> int:
+    """The run's process id, once reported: its processes can be up (and found by their
+    marker) before the executor has reported the start."""
+    for _ in range(3000):
+        if reporter.pid is not None:
+            return reporter.pid
+        await asyncio.sleep(0.01)
+    raise AssertionError("the run's start was never reported")
+
+
 @pytest.fixture
 def marker() -> str:
     """A sleep duration no other process uses: ``sleep <marker>`` is findable by it."""
@@ -62,8 +72,8 @@ async def test_kill_reaches_a_grandchild_that_left_the_group(marker: str) -> Non
         execute(order(f"setsid sleep {marker} & sleep {marker}"), reporter, kill, host="h")
     )
     pids = await wait_for_marker(marker, count=2)
-    assert reporter.pid is not None
-    assert any(os.getsid(pid) != reporter.pid for pid in pids)  # one did escape
+    run_pid = await started_pid(reporter)
+    assert any(os.getsid(pid) != run_pid for pid in pids)  # one did escape
     started = time.monotonic()
     kill.set()
     took = await wait_marker_gone(marker)
@@ -94,8 +104,8 @@ async def test_timeout_reaches_an_orphan_that_left_the_group(marker: str) -> Non
     )
     await reporter.wait_for("middle gone")
     pids = await wait_for_marker(marker, count=2)
-    assert reporter.pid is not None
-    run_tree = {reporter.pid, *(p.pid for p in psutil.Process(reporter.pid).children(True))}
+    run_pid = await started_pid(reporter)
+    run_tree = {run_pid, *(p.pid for p in psutil.Process(run_pid).children(True))}
     escapees = [pid for pid in pids if pid not in run_tree]
     assert len(escapees) == 1  # no longer a descendant of the run's main process
     assert os.getsid(escapees[0]) != reporter.pid
@@ -151,8 +161,8 @@ async def test_kill_reaches_an_orphan_of_the_session_no_scan_has_seen(marker: st
         execute(order(command), reporter, kill, host="h", tracker=ProcessTracker(interval=3600))
     )
     pids = await wait_for_marker(marker, count=2)
-    assert reporter.pid is not None
-    run_tree = {reporter.pid, *(p.pid for p in psutil.Process(reporter.pid).children(True))}
+    run_pid = await started_pid(reporter)
+    run_tree = {run_pid, *(p.pid for p in psutil.Process(run_pid).children(True))}
     [orphan] = [pid for pid in pids if pid not in run_tree]
     while os.getpgid(orphan) != orphan:
         await asyncio.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Job commands: apply, validate, jobs, show, pause, resume, explain."""
+"""Job commands: validate, export, jobs, show, pause, resume, explain."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from belfry.core.jobs import JobKey
 from belfry.core.schedules import ScheduleError
 from belfry.services.job_files import JobFileError, load_job_files
 
-__all__ = ["register"]
+__all__ = ["Files", "load_files", "register"]
 
 Files = Annotated[
     list[Path], typer.Option("--file", "-f", help="A YAML file or a directory of them.")
@@ -40,7 +40,7 @@ def schedule_text(schedule: str | list[str]) -> str:
     return schedule if isinstance(schedule, str) else " | ".join(schedule)
 
 
-def _load(files: list[Path]) -> Any:
+def load_files(files: list[Path]) -> Any:
     try:
         return load_job_files(files)
     except JobFileError as error:
@@ -72,63 +72,6 @@ def _paused_text(job: dict[str, Any]) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def apply(
-        file: Files,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only.")] = False,
-        prune: Annotated[
-            bool, typer.Option("--prune", help="Delete jobs of these groups absent from the files.")
-        ] = False,
-        server: Server = None,
-        token: Token = None,
-        output: Output = OutputFormat.TABLE,
-    ) -> None:
-        """Create or update jobs from YAML, in one transaction; prints the diff."""
-        loaded = _load(file)
-        body = {
-            "jobs": [job.model_dump(mode="json") for job in loaded.jobs],
-            "calendars": [calendar.model_dump(mode="json") for calendar in loaded.calendars],
-            "channels": [channel.model_dump(mode="json") for channel in loaded.channels],
-            "groups": [group.model_dump(mode="json") for group in loaded.alert_groups],
-            "prune": prune,
-            "dry_run": dry_run,
-        }
-        result = connect(server, token).post("/api/v1/apply", body)
-        if output is OutputFormat.JSON:
-            print_json(result)
-            return
-        rows = []
-        for change in result["changes"]:
-            if change["action"] == "unchanged":
-                continue
-            detail = ", ".join(
-                f"{field}: {before!r} -> {after!r}"
-                for field, (before, after) in change["fields"].items()
-            )
-            rows.append([change["action"], change["job"], detail])
-        for change in result.get("calendar_changes", []):
-            if change["action"] != "unchanged":
-                detail = ", ".join(
-                    f"{field}: {before!r} -> {after!r}"
-                    for field, (before, after) in change["fields"].items()
-                )
-                rows.append([change["action"], f"calendar {change['calendar']}", detail])
-        for what in ("channel", "group"):
-            for change in result.get(f"{what}_changes", []):
-                if change["action"] != "unchanged":
-                    rows.append([change["action"], f"{what} {change['name']}", ""])
-        if rows:
-            print_table(["action", "job", "changes"], rows)
-        counts = {
-            a: sum(c["action"] == a for c in result["changes"])
-            for a in ("create", "update", "delete", "unchanged")
-        }
-        verb = "would apply" if dry_run else "applied"
-        print(
-            f"{verb}: {counts['create']} created, {counts['update']} updated, "
-            f"{counts['delete']} deleted, {counts['unchanged']} unchanged"
-        )
-
-    @app.command()
     def export(
         group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
         server: Server = None,
@@ -153,7 +96,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def validate(file: Files) -> None:
         """Check job files offline; errors as file:line: field: message."""
-        loaded = _load(file)
+        loaded = load_files(file)
         for warning in loaded.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         calendars = f", {len(loaded.calendars)} calendars" if loaded.calendars else ""
@@ -201,6 +144,8 @@ def register(app: typer.Typer) -> None:
         print(f"{data['job']}  ({data['description']})")
         if data["paused"]:
             print("PAUSED" + _paused_text(data).removeprefix("yes"))
+        if data.get("drift"):
+            print(f"CHANGED OUTSIDE THE FILES since their last apply: {data['drift']['summary']}")
         for key, value in data["spec"].items():
             if key not in {"name", "group"}:
                 print(f"  {key}: {value}")

@@ -10,6 +10,7 @@ import typer
 from belfry.cli import (
     commands_accounts,
     commands_alerts,
+    commands_apply,
     commands_backfill,
     commands_calendars,
     commands_cluster,
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 commands_server.register(app)
 commands_jobs.register(app)
+commands_apply.register(app)
 commands_runs.register(app)
 commands_calendars.register(app)
 commands_cluster.register(app)

@@ -11,6 +11,10 @@ from belfry.core.calendars import CalendarSpec
 from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.states import Actor, RunState
 
+# Who Belfry itself is in the audit log and as a job's last changer (a pause that ends
+# by itself, the first admin).
+SERVER_ACTOR = "belfry"
+
 __all__ = [
     "AuditEntry",
     "AuditRecord",
@@ -57,6 +61,11 @@ class JobRecord:
     updated_at: datetime
     # When the leader resumes a paused job by itself (None: only by hand).
     resume_at: datetime | None = None
+    # The spec as files last applied it (GitOps; None: the job was not made by files),
+    # and who changed the job last, and when (None: before Belfry kept track).
+    applied_spec: JobSpec | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
 
     @property
     def key(self) -> JobKey:
@@ -83,6 +92,11 @@ class JobWrite:
     job_id: int | None = None
     # False keeps the stored cursor of an updated job (its schedule did not change).
     reset_cursor: bool = True
+    # True: files apply it (``belfry apply -f``), so it becomes the job's applied spec;
+    # False: a change made elsewhere (the UI's apply page), which drifts from the files.
+    from_files: bool = True
+    # Who makes the change (None: not known).
+    by: str | None = None
 
 
 @dataclass(frozen=True)

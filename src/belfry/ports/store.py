@@ -89,9 +89,10 @@ class Store(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSe
         note: str | None,
         now: datetime,
         resume_at: datetime | None = None,
+        by: str | None = None,
     ) -> JobRecord | None:
         """Pause (until ``resume_at``, when given) or resume a job (None if it does not
-        exist). Resuming clears the note and the resume time."""
+        exist), as done ``by`` someone. Resuming clears the note and the resume time."""
         ...
 
     async def due_jobs(self, until: datetime, limit: int) -> list[JobRecord]:

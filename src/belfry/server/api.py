@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from belfry import __version__
 from belfry.core.calendars import CalendarSpec
+from belfry.core.drift import job_drift
 from belfry.core.jobs import JobKey
 from belfry.core.permissions import Permission
 from belfry.core.records import JobRecord
@@ -54,6 +55,7 @@ from belfry.server.schemas import (
     ChangeOut,
     ChunkOut,
     ClusterOut,
+    DriftOut,
     EventOut,
     ExplanationOut,
     JobDetail,
@@ -111,6 +113,7 @@ def _router() -> APIRouter:
             next=explanation.instants,
             upcoming=ExplanationOut.model_validate(explanation.to_json()).occurrences,
             recent_runs=[RunOut.of(run) for run in recent],
+            drift=DriftOut.of(job_drift(job)),
         )
 
     @api.get("/jobs/{group}/{name}/explain", response_model=ExplanationOut)
@@ -166,6 +169,7 @@ def _router() -> APIRouter:
                     job=change.job,
                     action=change.action,
                     fields={key: list(pair) for key, pair in change.fields.items()},
+                    drift=DriftOut.of(change.drift),
                 )
                 for change in result.changes
             ],

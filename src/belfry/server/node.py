@@ -17,7 +17,7 @@ from belfry.adapters.notify import ChannelSenders
 from belfry.adapters.store import open_store
 from belfry.adapters.store.factory import schema_head
 from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
-from belfry.core.records import Fence
+from belfry.core.records import SERVER_ACTOR, Fence
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.server.embedded import EmbeddedLink
@@ -201,7 +201,7 @@ class Node:
             return None
         _, password = created
         _write_private(self.settings.admin_token_file.with_name("admin-password"), password)
-        await self.audit.record("belfry", "user.create", target="admin", after={"admin": True})
+        await self.audit.record(SERVER_ACTOR, "user.create", target="admin", after={"admin": True})
         return password
 
     def start_background(self) -> None:

@@ -27,7 +27,7 @@ from belfry.server.node import Node
 from belfry.server.schemas import ApplyRequest, ClusterOut, HealthOut, NodeOut, WorkerOut
 from belfry.services.channels import UnknownChannel
 from belfry.services.database_time import MAX_CLOCK_OFFSET
-from belfry.services.jobs import ApplyResult, UnknownJob
+from belfry.services.jobs import ApplyResult, DriftConflict, UnknownJob
 from belfry.services.workers import UnknownWorker
 
 __all__ = [
@@ -103,7 +103,9 @@ async def set_paused(
     if paused and until is not None and until <= node.clock.now():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "until: must be in the future")
     try:
-        job = await node.jobs.set_paused(JobKey(group=group, name=name), paused, note, until)
+        job = await node.jobs.set_paused(
+            JobKey(group=group, name=name), paused, note, until, by=caller.name
+        )
     except UnknownJob as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     await node.audit.record(
@@ -222,7 +224,9 @@ async def apply_changes(
     try:
         if shared and not caller.global_admin:
             _check_shared_changes(caller, await _apply(node, request, dry_run=True))
-        result = await _apply(node, request, dry_run=request.dry_run)
+        result = await _apply(node, request, dry_run=request.dry_run, by=caller.name)
+    except DriftConflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
     if not result.dry_run:
@@ -230,7 +234,9 @@ async def apply_changes(
     return result
 
 
-async def _apply(node: Node, request: ApplyRequest, *, dry_run: bool) -> ApplyResult:
+async def _apply(
+    node: Node, request: ApplyRequest, *, dry_run: bool, by: str | None = None
+) -> ApplyResult:
     return await node.jobs.apply(
         request.jobs,
         calendars=request.calendars,
@@ -238,6 +244,9 @@ async def _apply(node: Node, request: ApplyRequest, *, dry_run: bool) -> ApplyRe
         groups=request.groups,
         prune=request.prune,
         dry_run=dry_run,
+        from_files=request.source == "files",
+        force=request.force,
+        by=by,
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarSpec
 from belfry.core.channels import ChannelSpec
+from belfry.core.drift import Drift
 from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
@@ -192,6 +193,29 @@ class ExplanationOut(BaseModel):
     occurrences: list[OccurrenceOut]
 
 
+class DriftOut(BaseModel):
+    """How a job differs from what files last applied it as."""
+
+    fields: dict[str, list[Any]] = Field(
+        description="field -> [as files applied it, as it is now]; empty: the job was "
+        "created outside files."
+    )
+    changed_by: str | None
+    changed_at: datetime | None
+    summary: str
+
+    @classmethod
+    def of(cls, drift: Drift | None) -> DriftOut | None:
+        if drift is None:
+            return None
+        return cls(
+            fields={name: list(pair) for name, pair in drift.fields.items()},
+            changed_by=drift.changed_by,
+            changed_at=drift.changed_at,
+            summary=drift.summary(),
+        )
+
+
 class JobDetail(JobSummary):
     spec: dict[str, Any]
     description: str
@@ -201,6 +225,11 @@ class JobDetail(JobSummary):
         "move, defer, skip or drop them."
     )
     recent_runs: list[RunOut]
+    drift: DriftOut | None = Field(
+        default=None,
+        description="How the job differs from what files last applied (null: it does "
+        "not): changed in the UI, the CLI or through the API since.",
+    )
 
 
 class ApplyRequest(BaseModel):
@@ -218,12 +247,25 @@ class ApplyRequest(BaseModel):
     )
     prune: bool = False
     dry_run: bool = False
+    source: Literal["files", "ui"] = Field(
+        default="files",
+        description="files: the jobs as kept in git (`belfry apply -f`); they become the "
+        "jobs' applied specs, and changes made elsewhere since are not overwritten without "
+        "`force` (409). ui: a change made by hand (the UI's apply page), shown as drift.",
+    )
+    force: bool = Field(
+        default=False, description="Overwrite jobs changed outside files since their last apply."
+    )
 
 
 class ChangeOut(BaseModel):
     job: str
     action: str
     fields: dict[str, list[Any]] = Field(default_factory=dict)
+    drift: DriftOut | None = Field(
+        default=None,
+        description="Set on an apply from files: the job was changed elsewhere since.",
+    )
 
 
 class CalendarChangeOut(BaseModel):

@@ -14,12 +14,12 @@ from typing import Any
 from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
 from belfry.core.channels import ChannelSpec
+from belfry.core.drift import Drift, field_changes, job_drift, live_spec
 from belfry.core.env_secrets import (
     EnvValue,
     KeepSecret,
     SealedSecret,
     SecretInput,
-    redacted_env,
     secret_input_problems,
 )
 from belfry.core.explanations import Explanation, explain_schedule
@@ -35,6 +35,7 @@ from belfry.services.secret_box import SecretBox, SecretUnreadable
 __all__ = [
     "ApplyResult",
     "CalendarInUse",
+    "DriftConflict",
     "JobChange",
     "JobService",
     "UnknownCalendar",
@@ -43,9 +44,6 @@ __all__ = [
 
 
 log = logging.getLogger(__name__)
-
-# How the diff shows a secret given a new value: that it changed, never what to.
-_NEW_SECRET: dict[str, Any] = {"secret": "***"}
 
 
 class UnknownJob(LookupError):
@@ -64,12 +62,33 @@ class CalendarInUse(ValueError):
     """A calendar cannot be deleted while jobs name it."""
 
 
+class DriftConflict(ValueError):
+    """An apply from files would overwrite changes made elsewhere (without ``force``)."""
+
+    def __init__(self, changes: Sequence[JobChange]) -> None:
+        shown = "; ".join(
+            f"{change.job} ({change.drift.summary()})" for change in changes if change.drift
+        )
+        super().__init__(
+            f"{len(changes)} job(s) changed outside files since they were last applied: "
+            f"{shown}. `belfry diff -f` shows them; `belfry apply --force` overwrites them"
+        )
+        self.changes = list(changes)
+
+
 @dataclass(frozen=True)
 class JobChange:
     job: str  # group/name, or a calendar's name in ``calendar_changes``
     action: str  # create | update | delete | unchanged
     # field -> (before, after) for updates
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # How the job differs from what files last applied (None: it does not).
+    drift: Drift | None = None
+
+    @property
+    def overwrites_drift(self) -> bool:
+        """The change undoes or deletes changes made outside files."""
+        return self.drift is not None and self.action in {"update", "delete"}
 
 
 @dataclass(frozen=True)
@@ -86,18 +105,6 @@ class ApplyResult:
 
 def _first_cursor(spec: JobSpec, now: datetime) -> datetime | None:
     return spec.parsed_schedule().next_after(now)
-
-
-def _env_diff(
-    before: dict[str, EnvValue], after: dict[str, EnvValue]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An ``env`` change as it may be shown (and audited): secrets as ``{keep: true}``
-    where they stay as stored, ``{secret: "***"}`` where they get a new value."""
-    shown_after = redacted_env(after)
-    for name, value in after.items():
-        if isinstance(value, SealedSecret) and before.get(name) != value:
-            shown_after[name] = dict(_NEW_SECRET)
-    return redacted_env(before), shown_after
 
 
 class JobService:
@@ -185,12 +192,20 @@ class JobService:
         groups: Sequence[GroupSpec] = (),
         prune: bool = False,
         dry_run: bool = False,
+        from_files: bool = True,
+        force: bool = False,
+        by: str | None = None,
     ) -> ApplyResult:
         """Make the stored jobs match ``specs`` and create or replace ``calendars``,
         ``channels`` and ``groups`` (group settings); with ``prune``, also delete the jobs
         of the same groups that ``specs`` do not mention. One transaction. Raises
         ValueError (nothing applied) for duplicates, calendars that do not resolve, and
-        jobs naming a calendar or channel that neither exists nor is applied."""
+        jobs naming a calendar or channel that neither exists nor is applied.
+
+        ``from_files``: the specs come from the files kept in git, and become the jobs'
+        applied specs; such an apply raises DriftConflict (nothing applied) rather than
+        update or delete a job changed elsewhere since, unless ``force``. ``by``: who
+        applies."""
         keys = [spec.key for spec in specs]
         # Counted by name: list.count per key made an apply of 10,000 jobs take 100 s.
         duplicates = {name for name, n in Counter(map(str, keys)).items() if n > 1}
@@ -210,21 +225,27 @@ class JobService:
             spec = self._seal_secrets(given, current)
             if current is None:
                 changes.append(JobChange(str(spec.key), "create"))
-                writes.append(JobWrite(spec, _first_cursor(spec, now)))
+                writes.append(
+                    JobWrite(spec, _first_cursor(spec, now), from_files=from_files, by=by)
+                )
                 continue
-            before = current.spec.model_dump(mode="json")
-            after = spec.model_dump(mode="json")
-            diff = {
-                name: (before.get(name), value)
-                for name, value in after.items()
-                if before.get(name) != value
-            }
-            if "env" in diff:
-                diff["env"] = _env_diff(current.spec.env, spec.env)
+            drift = job_drift(current) if from_files else None
+            diff = field_changes(live_spec(current), spec)
             if not diff:
-                changes.append(JobChange(str(spec.key), "unchanged"))
+                changes.append(JobChange(str(spec.key), "unchanged", drift=drift))
+                if drift is not None:
+                    # The files now say what the job is: they own it again.
+                    writes.append(
+                        JobWrite(
+                            spec,
+                            current.next_fire_at,
+                            job_id=current.id,
+                            reset_cursor=False,
+                            by=current.changed_by,
+                        )
+                    )
                 continue
-            changes.append(JobChange(str(spec.key), "update", diff))
+            changes.append(JobChange(str(spec.key), "update", diff, drift))
             timing = {"schedule", "timezone", "start", "end", "dst"}
             reset = bool(timing & diff.keys())
             writes.append(
@@ -233,6 +254,8 @@ class JobService:
                     _first_cursor(spec, now) if reset else current.next_fire_at,
                     job_id=current.id,
                     reset_cursor=reset,
+                    from_files=from_files,
+                    by=by,
                 )
             )
         deletes: list[int] = []
@@ -240,8 +263,12 @@ class JobService:
             wanted = set(keys)
             for key, job in sorted(existing.items(), key=lambda item: str(item[0])):
                 if key not in wanted:
-                    changes.append(JobChange(str(key), "delete"))
+                    drift = job_drift(job) if from_files else None
+                    changes.append(JobChange(str(key), "delete", drift=drift))
                     deletes.append(job.id)
+        conflicts = [change for change in changes if change.overwrites_drift]
+        if conflicts and not force and not dry_run:
+            raise DriftConflict(conflicts)
         written = [
             spec
             for spec, change in zip(calendars, calendar_changes, strict=True)
@@ -391,12 +418,18 @@ class JobService:
         self._on_change()
 
     async def set_paused(
-        self, key: JobKey, paused: bool, note: str | None, until: datetime | None = None
+        self,
+        key: JobKey,
+        paused: bool,
+        note: str | None,
+        until: datetime | None = None,
+        by: str | None = None,
     ) -> JobRecord:
-        """Pause (until ``until``, when given: the scheduler resumes it then) or resume."""
+        """Pause (until ``until``, when given: the scheduler resumes it then) or resume,
+        as done ``by`` someone."""
         job = await self.get(key)
         updated = await self._store.set_paused(
-            job.id, paused, note, self._clock.now(), resume_at=until
+            job.id, paused, note, self._clock.now(), resume_at=until, by=by
         )
         if updated is None:
             raise UnknownJob(key)

@@ -20,7 +20,15 @@ from datetime import datetime, timedelta
 from belfry.core.calendars import Calendar, CalendarError, compile_calendars
 from belfry.core.maintenance import MaintenanceWindow, covering, maintenance_reason
 from belfry.core.policies import jitter_offset, job_gate, plan_occurrences
-from belfry.core.records import CalendarRecord, Fence, JobAdvance, JobRecord, NewRun, WorkerRecord
+from belfry.core.records import (
+    SERVER_ACTOR,
+    CalendarRecord,
+    Fence,
+    JobAdvance,
+    JobRecord,
+    NewRun,
+    WorkerRecord,
+)
 from belfry.core.schedules import Schedule
 from belfry.core.states import RunState
 from belfry.ports.clock import Clock
@@ -54,7 +62,7 @@ class Scheduler:
     ) -> None:
         self._store = store
         self._clock = clock
-        # Records the pauses that end by themselves, as done by "belfry".
+        # Records the pauses that end by themselves, as done by Belfry itself.
         self._audit = audit or AuditLog(store, clock)
         # Counts the skips and fires of the passes this server makes (``/metrics``).
         self._metrics = metrics or Metrics()
@@ -133,7 +141,7 @@ class Scheduler:
         for job in await self._store.resume_due_jobs(now):
             log.info("job %s resumed: its pause ended", job.key)
             await self._audit.record(
-                "belfry",
+                SERVER_ACTOR,
                 "job.resume",
                 group=job.spec.group,
                 target=str(job.key),

@@ -36,4 +36,7 @@ def job_record(row: Row[Any]) -> JobRecord:
         created_at=data["created_at"],
         updated_at=data["updated_at"],
         resume_at=data["resume_at"],
+        applied_spec=_job_spec(applied) if (applied := data["applied_spec"]) else None,
+        changed_by=data["changed_by"],
+        changed_at=data["changed_at"],
     )

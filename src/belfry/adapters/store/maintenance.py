@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from belfry.adapters.store.connections import SqlConnections
 from belfry.adapters.store.schema import jobs, maintenance, runs, workers
 from belfry.core.maintenance import DEFERRED_MARK, EVERYTHING, MaintenanceWindow, covering
-from belfry.core.records import JobRecord, NewRun, RunRecord, WorkerRecord
+from belfry.core.records import SERVER_ACTOR, JobRecord, NewRun, RunRecord, WorkerRecord
 from belfry.core.states import Actor, RunState
 from belfry.ports.maintenance import EndedMaintenance, OwedRuns
 
@@ -137,7 +137,14 @@ class MaintenanceStore(SqlConnections):
             result = await connection.execute(
                 update(jobs)
                 .where(jobs.c.paused.is_(True), jobs.c.resume_at <= now)
-                .values(paused=False, pause_note=None, resume_at=None, updated_at=now)
+                .values(
+                    paused=False,
+                    pause_note=None,
+                    resume_at=None,
+                    updated_at=now,
+                    changed_by=SERVER_ACTOR,
+                    changed_at=now,
+                )
                 .returning(*jobs.c)
             )
             return [self._job_record(row) for row in result]

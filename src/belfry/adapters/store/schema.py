@@ -113,6 +113,11 @@ jobs = Table(
     Column("pause_note", Text),
     # A paused job the leader resumes at this time (None: paused until resumed by hand).
     Column("resume_at", UtcDateTime),
+    # GitOps: the spec as files last applied it (JSON; None: not made by files), and
+    # who changed the job last and when, to say who made a drift.
+    Column("applied_spec", Text),
+    Column("changed_by", String(200)),
+    Column("changed_at", UtcDateTime),
     Column("next_fire_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

@@ -149,13 +149,20 @@ def _event(row: Row[Any]) -> RunEvent:
     )
 
 
-def _job_values(write: JobWrite) -> dict[str, Any]:
-    return {
+def _job_values(write: JobWrite, now: datetime) -> dict[str, Any]:
+    spec = write.spec.model_dump_json()
+    values = {
         "group": write.spec.group,
         "name": write.spec.name,
-        "spec": write.spec.model_dump_json(),
+        "spec": spec,
         "paused": write.spec.paused,
+        "changed_by": write.by,
+        "changed_at": now,
+        "updated_at": now,
     }
+    if write.from_files:
+        values["applied_spec"] = spec
+    return values
 
 
 class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch):
@@ -305,15 +312,18 @@ class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, Jo
         missing = sorted(job_id for job_id in ids if job_id not in current)
         if missing:
             raise ValueError(f"no job with id {missing[0]}")
-        # One executemany per statement shape: cursor kept or reset, pause note kept or not.
-        shapes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        # One executemany per statement shape: cursor kept or reset, pause note kept or
+        # not, applied by files or not.
+        shapes: dict[tuple[bool, bool, bool], list[dict[str, Any]]] = {}
         for write in writes:
-            changes = _job_values(write) | {"b_id": write.job_id, "updated_at": now}
+            changes = _job_values(write, now) | {"b_id": write.job_id}
             if write.reset_cursor:
                 changes["next_fire_at"] = write.next_fire_at
             if not write.spec.paused:
                 changes["pause_note"] = None
-            shapes.setdefault((write.reset_cursor, write.spec.paused), []).append(changes)
+                changes["resume_at"] = None
+            shape = (write.reset_cursor, write.spec.paused, write.from_files)
+            shapes.setdefault(shape, []).append(changes)
         try:
             for params in shapes.values():
                 columns = [name for name in params[0] if name != "b_id"]
@@ -351,13 +361,9 @@ class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, Jo
             if (write.spec.group, write.spec.name) in existing:
                 raise ValueError(f"job {write.spec.group}/{write.spec.name} already exists")
         rows = [
-            _job_values(write)
-            | {
-                "pause_note": None,
-                "next_fire_at": write.next_fire_at,
-                "created_at": now,
-                "updated_at": now,
-            }
+            {"applied_spec": None}
+            | _job_values(write, now)
+            | {"pause_note": None, "next_fire_at": write.next_fire_at, "created_at": now}
             for write in writes
         ]
         try:
@@ -393,6 +399,7 @@ class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, Jo
         note: str | None,
         now: datetime,
         resume_at: datetime | None = None,
+        by: str | None = None,
     ) -> JobRecord | None:
         statement = (
             update(jobs)
@@ -402,6 +409,8 @@ class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, Jo
                 pause_note=note,
                 resume_at=resume_at if paused else None,
                 updated_at=now,
+                changed_by=by,
+                changed_at=now,
             )
             .returning(*jobs.c)
         )

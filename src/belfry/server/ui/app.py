@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from belfry.server.ui.admin_pages import admin_router
 from belfry.server.ui.backfill_pages import backfill_router
+from belfry.server.ui.crontab_pages import crontab_router
 from belfry.server.ui.dashboard_pages import dashboard_router
 from belfry.server.ui.job_detail_pages import job_detail_router
 from belfry.server.ui.job_pages import job_router
@@ -37,6 +38,7 @@ def mount_ui(app: FastAPI) -> None:
         run_router(),
         admin_router(),
         maintenance_router(),
+        crontab_router(),
     ):
         app.include_router(router)
     app.add_exception_handler(LoginRequired, _to_login)

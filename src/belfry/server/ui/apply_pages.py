@@ -25,6 +25,7 @@ from belfry.server.schemas import ApplyRequest
 from belfry.server.ui.admin_format import one_line
 from belfry.server.ui.rendering import page
 from belfry.server.ui.session import UiSession, UiSessionDep
+from belfry.server.ui.uploads import read_text_upload
 from belfry.services.channels import NamedChange
 from belfry.services.job_files import (
     MAX_FILE_BYTES,
@@ -140,22 +141,9 @@ def _request_of(loaded: LoadedJobs, *, prune: bool, dry_run: bool) -> ApplyReque
         groups=loaded.alert_groups,
         prune=prune,
         dry_run=dry_run,
+        # A change made by hand: shown as drift from the files until they say the same.
+        source="ui",
     )
-
-
-async def _read_upload(upload: UploadFile | None) -> tuple[str | None, str | None, str | None]:
-    """(file name, text, problem) of an uploaded file; all None when none was chosen."""
-    if upload is None or not upload.filename:
-        return None, None, None
-    data = await upload.read(MAX_FILE_BYTES + 1)
-    name = upload.filename
-    if len(data) > MAX_FILE_BYTES:
-        return name, None, f"{name}:1: file: file is larger than {MAX_FILE_BYTES // 2**20} MiB"
-    try:
-        return name, data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        return name, None, f"{name}:{line}: file: not UTF-8 text"
 
 
 def apply_router() -> APIRouter:
@@ -192,7 +180,11 @@ def apply_router() -> APIRouter:
                 **context,
             )
 
-        name, uploaded, unreadable = await _read_upload(upload)
+        if action == "open":
+            # YAML carried here from another page (the crontab converter's "Open in
+            # Apply"): into the text box, nothing previewed or applied yet.
+            return answer()
+        name, uploaded, unreadable = await read_text_upload(upload, MAX_FILE_BYTES)
         if unreadable is not None:
             return answer(status.HTTP_422_UNPROCESSABLE_ENTITY, problems=[unreadable])
         if uploaded is not None:

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from belfry import __version__
+from belfry.core.drift import job_drift
 from belfry.core.durations import format_duration
 from belfry.server.ui.session import UiSession
 
@@ -56,6 +57,8 @@ templates.env.filters["when"] = _when
 templates.env.filters["iso"] = _iso
 templates.env.filters["ago"] = _ago
 templates.env.globals["took"] = _took
+# How a job differs from what files last applied (GitOps drift), on its page.
+templates.env.globals["drift_of"] = job_drift
 templates.env.globals["version"] = __version__
 
 
