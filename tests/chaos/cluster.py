@@ -184,6 +184,9 @@ class ChaosCluster:
     _admin_token: str = ""
     _worker_token: str = ""
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0))
+    # Added to the environment of every process started from now on (servers, workers,
+    # the CLI): e.g. PYTHONPATH to another release's code.
+    code_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ledger_path(self) -> Path:
@@ -220,7 +223,9 @@ class ChaosCluster:
         log = slot.home / "server.log"
         if log.exists():  # start_server truncates it: keep each incarnation's log
             log.rename(slot.home / f"server.{slot.starts}.log")
-        slot.belfry = start_server(slot.home, self.db_url, "--no-worker", port=slot.port)
+        slot.belfry = start_server(
+            slot.home, self.db_url, "--no-worker", port=slot.port, env=self.code_env
+        )
         slot.paused = False
         slot.starts += 1
 
@@ -228,6 +233,7 @@ class ChaosCluster:
         create = [BELFRY, "token", "create", "--db", self.db_url, "--role", "worker"]
         done = subprocess.run(
             [*create, "--pool", "default", "--output", "json"],
+            env={**os.environ, **self.code_env},
             capture_output=True,
             text=True,
             timeout=60,
@@ -245,6 +251,7 @@ class ChaosCluster:
                 [BELFRY, "worker", "--server", servers, "--name", worker.name, "--pool", "default"],
                 env={
                     **os.environ,
+                    **self.code_env,
                     "BELFRY_TOKEN": self._worker_token,
                     # The commands inherit the worker's environment: the ledger names it.
                     "CHAOS_WORKER": worker.name,
@@ -291,7 +298,12 @@ class ChaosCluster:
         server = next(slot for slot in self._servers if slot.answering)
         return subprocess.run(
             [BELFRY, *args],
-            env={**os.environ, "BELFRY_SERVER": server.url, "BELFRY_TOKEN": self._admin_token},
+            env={
+                **os.environ,
+                **self.code_env,
+                "BELFRY_SERVER": server.url,
+                "BELFRY_TOKEN": self._admin_token,
+            },
             capture_output=True,
             text=True,
             timeout=60,

@@ -482,9 +482,9 @@ def test_missing_fields_are_reported_on_the_job_line(tmp_path: Path) -> None:
     )
     assert problems(Path("jobs.yaml")) == [
         "jobs.yaml:6: jobs[1].name: required field is missing",
-        "jobs.yaml:6: jobs[1].schedule: required field is missing",
         "jobs.yaml:7: jobs[2].command: a job needs exactly one of 'command' or 'http'",
-        "jobs.yaml:9: jobs[3].schedule: required field is missing",
+        # A schedule is needed unless the job runs after others (told once the rest is).
+        "jobs.yaml:9: jobs[3].schedule: a job needs a schedule, or after: to run after other jobs",
     ]
 
 

@@ -1,19 +1,21 @@
-"""A rolling upgrade on PostgreSQL, as far as one release can show it.
+"""A rolling upgrade on PostgreSQL from the previous release's code.
 
-The database starts one migration behind this code (migrated to the head, then its newest
-migration undone: downgrade() must work). Two servers of this code start on it, the first
-migrating it, and a worker; jobs fire every second; then each server in turn gets SIGTERM
-and is started again (a deploy). Every occurrence must fire exactly once, never early,
-across the migration and both restarts (``tests.chaos.checker`` judges the ledger).
-
-Not shown here: the previous release's servers running on the migrated schema next to
-this one's. That needs two releases built side by side; the expand-only check over the
-migrations (``tests/store/test_migration_policy.py``) stands in for it (docs/operations.md).
+The previous release is this repository at the commit before the one that added the
+newest migration (its code, taken out with ``git archive``, run through PYTHONPATH on the
+same dependencies). A cluster of it (two servers, one worker) starts on an empty database
+and migrates it to its own head; jobs fire every second. Then each server in turn gets
+SIGTERM and is started again with this code (a deploy): the first one migrates the
+database while the other, still the previous release, keeps running on the new schema;
+the worker stays the previous release throughout, so it runs jobs for servers of both
+versions. Every occurrence must fire exactly once, never early, across all of it
+(``tests.chaos.checker`` judges the ledger).
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -30,6 +32,8 @@ from tests.chaos.cluster import ChaosCluster
 from tests.private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
+
+_REPO = Path(__file__).resolve().parents[2]
 
 # Calm seconds before and after the restarts, so the checker sees firing on both sides.
 CALM_SECONDS = 4.0
@@ -67,6 +71,36 @@ def _migrate(url: str, up_to: str, down_to: str) -> None:
         engine.dispose()
 
 
+def _previous_release(into: Path) -> tuple[Path, str]:
+    """The previous release's source tree (its ``src``), and its commit: the parent of the
+    commit that added the newest migration (this checkout's HEAD while that migration is
+    not committed yet)."""
+    head, _ = _head_and_previous()
+    migration = ScriptDirectory.from_config(_config()).get_revision(head).path
+    assert migration is not None
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", migration).split()
+    commit = _git("rev-parse", f"{added[-1]}^" if added else "HEAD").strip()
+    archive = subprocess.run(
+        ["git", "-C", str(_REPO), "archive", "--format=tar", commit, "src"],
+        capture_output=True,
+        check=True,
+    )
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src", commit
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, (
+        f"git {' '.join(args)} failed: {done.stderr.strip()} (this test needs the "
+        "repository's history: a full clone, or `git fetch --unshallow`)"
+    )
+    return done.stdout
+
+
 def _revision(url: str) -> str:
     with psycopg.connect(url) as connection:
         row = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
@@ -75,37 +109,39 @@ def _revision(url: str) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_a_rolling_upgrade_from_the_previous_schema_fires_every_occurrence_once(
-    private_pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_cluster_of_the_previous_release_upgrades_without_missing_an_occurrence(
+    private_pg: PrivatePostgres, tmp_path: Path
 ) -> None:
-    head, previous = _head_and_previous()
-    create_database = private_pg.create_database
-
-    def create_previous_schema_database(name: str) -> str:
-        # The cluster makes its own database: leave it where the previous release left it.
-        url = create_database(name)
-        _migrate(url, head, previous)
-        assert _revision(url) == previous
-        return url
-
-    monkeypatch.setattr(private_pg, "create_database", create_previous_schema_database)
+    head, previous_head = _head_and_previous()
+    old_src, commit = _previous_release(tmp_path / "previous")
     cluster = ChaosCluster(
-        tmp_path / "cluster", private_pg, jobs=JOBS, server_count=2, worker_count=1
+        tmp_path / "cluster",
+        private_pg,
+        jobs=JOBS,
+        server_count=2,
+        worker_count=1,
+        code_env={"PYTHONPATH": str(old_src)},
     )
     try:
-        cluster.start()  # the first server migrates the database, the second finds it done
+        cluster.start()  # the previous release migrates the empty database to its head
+        assert _revision(cluster.db_url) == previous_head, f"{commit} is not the release before"
+        job_path = f"/api/v1/jobs/{JOBS[0].key}"
+        assert "drift" not in cluster.api("GET", job_path), "the servers run this code"
+        time.sleep(CALM_SECONDS)
+        cluster.code_env = {}  # from now on, servers start with this code
+        restart = cluster.rolling_restart()
+        cluster.wait_whole()
         assert _revision(cluster.db_url) == head
         for port in cluster.server_ports:
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
         time.sleep(CALM_SECONDS)
-        restart = cluster.rolling_restart()
-        cluster.wait_whole()
-        time.sleep(CALM_SECONDS)
         result = cluster.finish()
+        assert "drift" in cluster.api("GET", job_path), "the servers run the previous code"
+        records = cluster.records()
     finally:
         cluster.close()
-    print(f"\nrolling upgrade:\n{result.render()}")
+    print(f"\nrolling upgrade from {commit[:10]}:\n{result.render()}")
     report = result.report
     assert report.expected > 0 and report.fired > 0
     assert restart.failover is not None and restart.failover.new_leader is not None, (
@@ -114,3 +150,17 @@ def test_a_rolling_upgrade_from_the_previous_schema_fires_every_occurrence_once(
     assert report.ok, "an occurrence ran twice, early, or neither ran nor has a record"
     # A SIGTERM hands over at once: nothing should even need a documented skip.
     assert report.documented == [], "an occurrence was skipped across a graceful restart"
+    # The previous release's worker (never restarted) ran on: it served the new servers.
+    [worker_log] = (tmp_path / "cluster").glob("chaos-worker-0.*.log")
+    started_after = [
+        run
+        for runs in records.values()
+        for run in runs
+        if run["started_at"] and _epoch(run["started_at"]) > restart.at + 1
+    ]
+    assert started_after, f"no run started after the upgrade:\n{worker_log.read_text()[-2000:]}"
+    assert {run["worker"] for run in started_after} == {"chaos-worker-0"}
+
+
+def _epoch(instant: str) -> float:
+    return datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp()

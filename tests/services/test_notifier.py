@@ -31,6 +31,7 @@ from belfry.services.jobs import JobService
 from belfry.services.notifier import Notifier, NotifierSettings
 from belfry.services.secret_box import SecretBox
 from tests.services.fake_clock import FakeClock
+from tests.services.made_runs import ran
 
 T0 = datetime(2027, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECRET = "hook-secret"
@@ -79,36 +80,16 @@ class Rig:
     ) -> RunRecord:
         """A run of ``job`` for T0 + ``minute``, started on time and ended ``end`` after
         ``duration`` (None: still running)."""
-        scheduled_for = T0 + timedelta(minutes=minute)
-        [run] = await self.store.create_runs(
-            [NewRun(job.id, scheduled_for, attempt=attempt)], Actor.SCHEDULER, scheduled_for
+        return await ran(
+            self.store,
+            job.id,
+            T0 + timedelta(minutes=minute),
+            end,
+            attempt=attempt,
+            took=duration,
+            exit_code=exit_code,
+            reason=reason,
         )
-        for target in (RunState.CLAIMED, RunState.RUNNING):
-            await self.store.transition(
-                [
-                    Transition(
-                        run.id, target, frozenset({run.state, RunState.CLAIMED}), Actor.WORKER
-                    )
-                ],
-                scheduled_for,
-            )
-        if end is not None:
-            [run] = await self.store.transition(
-                [
-                    Transition(
-                        run.id,
-                        end,
-                        frozenset({RunState.RUNNING}),
-                        Actor.WORKER,
-                        exit_code=exit_code,
-                        reason=reason,
-                    )
-                ],
-                scheduled_for + duration,
-            )
-        found = await self.store.get_run(run.id)
-        assert found is not None
-        return found
 
     async def pass_(self, at: datetime) -> None:
         """The leader's evaluation and a delivery pass at ``at``."""

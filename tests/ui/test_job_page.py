@@ -365,3 +365,24 @@ def test_the_explain_form_says_what_is_wrong_with_each_field() -> None:
     explanation, _ = pages._explain_form("every 1h", "UTC", "1", "2027-01-01T10:30", now)
     assert explanation is not None
     assert explanation.instants == [datetime(2027, 1, 1, 11, 0, tzinfo=UTC)]  # on the hour
+
+
+def test_a_chained_job_links_the_jobs_it_runs_after_and_they_link_back(
+    page: Page, ui_server: Belfry, tmp_path: Path
+) -> None:
+    ui_server.apply(
+        tmp_path,
+        """
+        jobs:
+          - {name: extract, group: etl, schedule: "@yearly", command: "true"}
+          - {name: load, group: etl, after: {jobs: [extract], on: failure}, command: "true"}
+        """,
+    )
+    page.goto(ui_server.url + "/jobs/etl/load")
+    expect(page.locator("#runs-after")).to_contain_text("after etl/extract fails")
+    expect(page.locator(".schedule-words")).to_have_text("Runs after etl/extract fails")
+    page.locator("#runs-after").get_by_role("link", name="etl/extract").click()
+    page.wait_for_url("**/jobs/etl/extract")
+    expect(page.locator("#followed-by")).to_have_text("etl/load")
+    page.goto(ui_server.url + "/jobs?group=etl")
+    expect(page.locator("tr", has_text="etl/load")).to_contain_text("after etl/extract fails")

@@ -35,8 +35,11 @@ def job_path(text: str) -> str:
     return f"/api/v1/jobs/{key.group}/{key.name}"
 
 
-def schedule_text(schedule: str | list[str]) -> str:
-    """A job's schedule on one line: a list of schedules joined with `` | ``."""
+def schedule_text(schedule: str | list[str] | None, after: str | None = None) -> str:
+    """A job's schedule on one line: a list of schedules joined with `` | ``; a job that
+    runs after others says after which."""
+    if schedule is None:
+        return after or "-"
     return schedule if isinstance(schedule, str) else " | ".join(schedule)
 
 
@@ -119,7 +122,7 @@ def register(app: typer.Typer) -> None:
             [
                 [
                     job["job"],
-                    schedule_text(job["schedule"]),
+                    schedule_text(job["schedule"], job.get("after")),
                     job["timezone"],
                     short_time(job["next_run"]),
                     job["last_state"] or "-",
@@ -149,9 +152,12 @@ def register(app: typer.Typer) -> None:
         for key, value in data["spec"].items():
             if key not in {"name", "group"}:
                 print(f"  {key}: {value}")
-        print("next:")
+        if data["next"]:
+            print("next:")
         for instant in data["next"]:
             print(f"  {short_time(instant)}")
+        if data.get("followed_by"):
+            print(f"followed by: {', '.join(data['followed_by'])}")
         _print_runs(data["recent_runs"], title="recent runs")
 
     @app.command()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from belfry.core.alerts import AlertRule, valid_channel_names
+from belfry.core.chains import AfterSpec, after_input, describe_after
 from belfry.core.durations import Duration
 from belfry.core.env_secrets import EnvValue, redacted_env
 from belfry.core.names import NAME_RULE, is_valid_name
@@ -29,6 +31,7 @@ from belfry.core.schedules import (
     DstGap,
     DstRepeat,
     DstRules,
+    NoSchedule,
     Schedule,
     ScheduleError,
     bound_schedule,
@@ -150,8 +153,12 @@ class JobKey(BaseModel):
 class JobSpec(_Strict):
     name: str
     group: str = "default"
-    # One schedule, or a non-empty list of them (the job fires at their union).
-    schedule: str | Annotated[list[str], Strict()]
+    # One schedule, or a non-empty list of them (the job fires at their union); none for
+    # a job that runs ``after`` others.
+    schedule: str | Annotated[list[str], Strict()] | None = None
+    # Run after other jobs (``belfry.core.chains``); ``after: [a, b]`` is short for
+    # ``after: {jobs: [a, b]}``, ``after_any: [a, b]`` for ``{jobs: [a, b], any: true}``.
+    after: Annotated[AfterSpec | None, BeforeValidator(after_input)] = None
     timezone: str = "UTC"
     # DST rules for fixed-time cron expressions (defaults: Debian cron's).
     dst: DstSpec = Field(default_factory=DstSpec)
@@ -231,12 +238,26 @@ class JobSpec(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _valid_schedule(cls, value: str | list[str]) -> str | list[str]:
+    def _valid_schedule(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return value
         try:
             parse_schedule(value)
         except ScheduleError as error:
             raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _after_any(cls, data: Any) -> Any:
+        """``after_any: [a, b]`` is ``after: {jobs: [a, b], any: true}``."""
+        if isinstance(data, dict) and "after_any" in data:
+            data = dict(data)
+            jobs = data.pop("after_any")
+            if "after" in data:
+                raise ValueError("after_any: give after or after_any, not both")
+            data["after"] = {"jobs": jobs, "any": True} if isinstance(jobs, list) else jobs
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -274,6 +295,19 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.schedule is None and self.after is None:
+            raise ValueError("schedule: a job needs a schedule, or after: to run after other jobs")
+        if self.schedule is not None and self.after is not None:
+            raise ValueError(
+                "after: a job runs on its schedule or after other jobs, not both: remove schedule"
+            )
+        if self.after is not None:
+            try:
+                upstream = self.after.keys(self.group)
+            except ValueError as error:
+                raise ValueError(f"after: {error}") from None
+            if str(self.key) in upstream:
+                raise ValueError("after: a job cannot run after itself")
         if (self.command is None) == (self.http is None):
             raise ValueError("command: a job needs exactly one of 'command' or 'http'")
         if self.on_excluded == "defer" and not (self.exclude or self.only):
@@ -300,6 +334,9 @@ class JobSpec(_Strict):
     def parsed_schedule(self) -> Schedule:
         """The schedule in the job's zone and DST rules, ``H`` seeded by ``group/name``,
         within the job's ``start``/``end`` bounds."""
+        if self.schedule is None:
+            assert self.after is not None  # checked by _consistent
+            return NoSchedule(describe_after(self.after, self.group), parse_timezone(self.timezone))
         schedule = parse_schedule(
             self.schedule, self.timezone, seed=str(self.key), dst=self.dst.rules()
         )

@@ -47,6 +47,8 @@ class Trigger(StrEnum):
     RETRY = "retry"
     # ``belfry backfill``: a past occurrence run on request, paced at claim time.
     BACKFILL = "backfill"
+    # A job that runs after others (``after:``), when they ended as it waits for.
+    AFTER = "after"
 
 
 @dataclass(frozen=True)

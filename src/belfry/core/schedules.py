@@ -424,6 +424,21 @@ class OneOffSchedule(Schedule):
 
 
 @dataclass(frozen=True)
+class NoSchedule(Schedule):
+    """A job without a schedule of its own: something else starts it (``after:`` other
+    jobs). ``expression`` says what, e.g. ``after etl/extract succeeds``."""
+
+    expression: str
+    zone: ZoneInfo
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        return None
+
+    def describe(self) -> str:
+        return f"Runs {self.expression}"
+
+
+@dataclass(frozen=True)
 class RepeatingSchedule(Schedule):
     """ISO 8601 repeating interval ``R[n]/<start>/<duration>`` (as in Chronos): ``start``
     and then every ``period`` (an exact duration), ``repetitions`` times in all, or forever

@@ -30,6 +30,7 @@ from belfry.core.records import (
 )
 from belfry.core.states import Actor, RunState
 from belfry.ports.accounts import AccountStore
+from belfry.ports.chains import ChainStore
 from belfry.ports.job_search import JobSearch
 from belfry.ports.maintenance import MaintenanceStore
 from belfry.ports.notifications import NotificationStore
@@ -43,7 +44,15 @@ class InvalidValue(ValueError):
     NUL character. The caller's input, not a fault of the store."""
 
 
-class Store(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch, Protocol):
+class Store(
+    AccountStore,
+    NotificationStore,
+    StatsStore,
+    MaintenanceStore,
+    JobSearch,
+    ChainStore,
+    Protocol,
+):
     # -- jobs -------------------------------------------------------------------------------
     async def apply_jobs(
         self,

@@ -69,6 +69,7 @@ from belfry.server.schemas import (
 )
 from belfry.server.ui import mount_ui
 from belfry.server.worker_api import worker_router
+from belfry.services.chain_checks import ChainBroken
 from belfry.services.jobs import CalendarInUse, UnknownCalendar, UnknownJob
 
 __all__ = ["create_app"]
@@ -114,6 +115,7 @@ def _router() -> APIRouter:
             upcoming=ExplanationOut.model_validate(explanation.to_json()).occurrences,
             recent_runs=[RunOut.of(run) for run in recent],
             drift=DriftOut.of(job_drift(job)),
+            followed_by=await node.jobs.followers(job.key),
         )
 
     @api.get("/jobs/{group}/{name}/explain", response_model=ExplanationOut)
@@ -146,6 +148,8 @@ def _router() -> APIRouter:
             await node.jobs.delete(job.key)
         except UnknownJob as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except ChainBroken as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
         await node.audit.record(
             caller,
             "job.delete",

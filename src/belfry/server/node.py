@@ -26,6 +26,7 @@ from belfry.server.settings import Settings
 from belfry.server.single_node import hold_sqlite_lock
 from belfry.services.accounts import AccountService
 from belfry.services.audit import AuditLog
+from belfry.services.chains import ChainService
 from belfry.services.database_time import DatabaseTime
 from belfry.services.jobs import JobService
 from belfry.services.leadership import LeaderElection
@@ -79,6 +80,8 @@ class Node:
     notifier: Notifier = field(init=False)
     # Maintenance windows (set by ``open``).
     maintenance: MaintenanceService = field(init=False)
+    # Runs of the jobs that run after others (set by ``open``; the leader's).
+    chains: ChainService = field(init=False)
     _senders: ChannelSenders | None = None
 
     @classmethod
@@ -148,6 +151,9 @@ class Node:
             schema_head=schema_head(),
         )
         node.maintenance = MaintenanceService(store, clock, on_change=node._work_changed)
+        node.chains = ChainService(
+            store, clock, on_runs_created=runs.new_work.ring, wakeup=runs.runs_ended
+        )
         node._senders = ChannelSenders(smtp=settings.smtp)
         node.notifier = Notifier(
             store,
@@ -231,6 +237,7 @@ class Node:
             asyncio.create_task(self.pruner.run_forever(), name="pruner"),
             asyncio.create_task(self.workers.run_forever(), name="reaper"),
             asyncio.create_task(self.notifier.run_leader_forever(), name="alerts"),
+            asyncio.create_task(self.chains.run_leader_forever(), name="chains"),
         ]
 
     async def _lead(self, fence: Fence) -> None:

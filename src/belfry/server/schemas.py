@@ -145,8 +145,14 @@ class JobSummary(BaseModel):
     job: str
     group: str
     name: str
-    schedule: str | list[str] = Field(
-        description="The schedule as written: one expression, or a list fired at the union."
+    schedule: str | list[str] | None = Field(
+        description="The schedule as written: one expression, or a list fired at the "
+        "union; null for a job that runs after others (see `after`)."
+    )
+    after: str | None = Field(
+        default=None,
+        description="For a job that runs after others: when, in words "
+        "(e.g. 'after etl/extract succeeds').",
     )
     timezone: str
     next_run: datetime | None
@@ -165,6 +171,7 @@ class JobSummary(BaseModel):
             group=job.spec.group,
             name=job.spec.name,
             schedule=job.spec.schedule,
+            after=job.spec.parsed_schedule().expression if job.spec.after else None,
             timezone=job.spec.timezone,
             next_run=job.next_fire_at,
             last_state=last.state.value if last else None,
@@ -225,6 +232,9 @@ class JobDetail(JobSummary):
         "move, defer, skip or drop them."
     )
     recent_runs: list[RunOut]
+    followed_by: list[str] = Field(
+        default_factory=list, description="The jobs that run after this one (after:)."
+    )
     drift: DriftOut | None = Field(
         default=None,
         description="How the job differs from what files last applied (null: it does "

@@ -43,6 +43,7 @@ from ruamel.yaml.error import YAMLError
 
 from belfry.core.alerts import GroupSpec
 from belfry.core.calendars import CalendarError, CalendarSpec, compile_calendars
+from belfry.core.chains import find_cycle
 from belfry.core.channels import ChannelSpec
 from belfry.core.durations import parse_duration
 from belfry.core.env_secrets import secret_input_problems
@@ -266,7 +267,7 @@ class _Loader:
         self._yaml.Constructor = _TextTimestamps
 
     def result(self) -> LoadedJobs:
-        warnings = self._check_references()
+        warnings = self._check_references() + self._check_chains()
         if self._problems:
             raise JobFileError(self._problems)
         return LoadedJobs(
@@ -316,6 +317,38 @@ class _Loader:
             else:
                 first = next(iter(self._calendar_sources.values()))
                 self._problem(first.file, first.line, "calendars", str(error))
+        return warnings
+
+    def _check_chains(self) -> list[Problem]:
+        """Problems for jobs that would wait for each other; warnings for jobs run after
+        that are not in these files (apply needs them on the server)."""
+        keys = {str(job.key) for job in self._jobs}
+        edges = {
+            str(job.key): job.after.keys(job.group) for job in self._jobs if job.after is not None
+        }
+        warnings = []
+        for job in self._jobs:
+            for upstream in edges.get(str(job.key), []):
+                if upstream not in keys:
+                    where = self._sources[job.key]
+                    warnings.append(
+                        Problem(
+                            where.file,
+                            where.line,
+                            f"jobs[{job.key}].after",
+                            f"job '{upstream}' is not in these files (apply needs it on the "
+                            "server)",
+                        )
+                    )
+        cycle = find_cycle(edges)
+        if cycle is not None:
+            where = self._sources[JobKey.parse(cycle[0])]
+            self._problem(
+                where.file,
+                where.line,
+                f"jobs[{cycle[0]}].after",
+                "jobs would wait for each other (each runs after the next): " + " -> ".join(cycle),
+            )
         return warnings
 
     # -- finding files

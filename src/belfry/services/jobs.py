@@ -29,6 +29,7 @@ from belfry.core.records import CalendarRecord, JobRecord, JobWrite, Transition,
 from belfry.core.states import Actor, RunState
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
+from belfry.services.chain_checks import check_chains
 from belfry.services.channels import ChannelCatalog, NamedChange
 from belfry.services.secret_box import SecretBox, SecretUnreadable
 
@@ -131,6 +132,14 @@ class JobService:
 
     async def list(self, group: str | None = None) -> list[JobRecord]:
         return await self._store.list_jobs(group)
+
+    async def followers(self, key: JobKey) -> builtins.list[str]:
+        """The jobs that run after ``key`` (``GROUP/NAME``, sorted)."""
+        return sorted(
+            str(job.key)
+            for job in await self._store.chained_jobs()
+            if job.spec.after is not None and str(key) in job.spec.after.keys(job.spec.group)
+        )
 
     async def explain(self, job: JobRecord, after: datetime, count: int) -> Explanation:
         """The job's next ``count`` runs after ``after``, as its scheduler sees them: its
@@ -266,6 +275,8 @@ class JobService:
                     drift = job_drift(job) if from_files else None
                     changes.append(JobChange(str(key), "delete", drift=drift))
                     deletes.append(job.id)
+        deleted = {change.job for change in changes if change.action == "delete"}
+        await check_chains(self._store, specs, deleted)
         conflicts = [change for change in changes if change.overwrites_drift]
         if conflicts and not force and not dry_run:
             raise DriftConflict(conflicts)
@@ -413,7 +424,9 @@ class JobService:
             )
 
     async def delete(self, key: JobKey) -> None:
+        """Delete the job; ValueError while others run after it."""
         job = await self.get(key)
+        await check_chains(self._store, [], [str(key)])
         await self._store.apply_jobs([], [job.id], self._clock.now())
         self._on_change()
 

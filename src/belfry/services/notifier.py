@@ -51,6 +51,7 @@ from belfry.ports.clock import Clock
 from belfry.ports.notifications import ChannelSender, DeliveryFailed
 from belfry.ports.store import Store
 from belfry.services.channels import ChannelCatalog
+from belfry.services.ended_runs import EndedRuns
 from belfry.services.secret_box import SecretUnreadable
 
 __all__ = ["Notifier", "NotifierSettings"]
@@ -58,11 +59,6 @@ __all__ = ["Notifier", "NotifierSettings"]
 log = logging.getLogger(__name__)
 
 _FINISHED_MARK = "finished"
-# Runs that end are re-read this far behind the mark: a transaction that committed a
-# run's end late (it began before the mark moved) is still seen.
-_OVERLAP = timedelta(seconds=30)
-# On its very first pass, the notifier looks this far back (not at all history).
-_FIRST_LOOK = timedelta(minutes=5)
 _BATCH = 500
 _TAIL_LINES = 20
 _TAIL_CHARS = 2000
@@ -107,6 +103,7 @@ class Notifier:
         """``on_delivery(channel, "sent" | "failed")`` is told each attempt's outcome
         (metrics)."""
         self._store = store
+        self._finished = EndedRuns(store, _FINISHED_MARK)
         self._clock = clock
         self._channels = channels
         self._sender = sender
@@ -159,8 +156,7 @@ class Notifier:
     async def evaluate(self) -> int:
         """One pass of the leader's decisions; returns how many deliveries it enqueued."""
         now = self._clock.now()
-        mark = await self._store.get_mark(_FINISHED_MARK) or now - _FIRST_LOOK
-        ended = await self._store.runs_finished_since(mark - _OVERLAP, _BATCH)
+        ended, mark = await self._finished.read(now)
         active: list[RunRecord] = []
         # Waiting and running runs (late, too long, past their deadline) are looked at
         # every watch_interval, not every pass: a queue or a big backfill is many rows.
@@ -176,13 +172,7 @@ class Notifier:
         new += await self._ended(context, ended, now)
         new += await self._active(context, active, now)
         enqueued = await self._store.enqueue_deliveries(new, now)
-        # The mark moves to the last end read; a full batch leaves the rest for next time.
-        if ended and ended[-1].finished_at is not None:
-            last = ended[-1].finished_at
-            if len(ended) < _BATCH or last > mark:
-                await self._store.set_mark(_FINISHED_MARK, max(last, mark))
-        elif len(ended) < _BATCH:
-            await self._store.set_mark(_FINISHED_MARK, max(mark, now - _OVERLAP))
+        await self._finished.advance(ended, mark, now)
         if enqueued:
             self.wake()
         return len(enqueued)

@@ -111,6 +111,8 @@ class RunService:
         self._secrets = secrets
         self._spread = spread
         self.new_work = Wakeup()
+        # Rung when runs end here (the chain pass looks at once).
+        self.runs_ended = Wakeup()
         self.watchers = RunWatchers()
         self._kills: dict[str, set[int]] = {}
         self._claimed: dict[int, RunRecord] = {}
@@ -464,6 +466,7 @@ class RunService:
             self.watchers.changed(run.id)
         # A finish can free a queued run, and a retry is new work.
         self.new_work.ring()
+        self.runs_ended.ring()
 
     def _retry(
         self, run: RunRecord, job: JobRecord, state: RunState, now: datetime

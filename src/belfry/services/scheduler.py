@@ -167,7 +167,7 @@ class Scheduler:
     def _schedule(self, job: JobRecord) -> Schedule:
         spec = job.spec
         # Everything the parsed schedule depends on: H is seeded by the job's name.
-        written = spec.schedule if isinstance(spec.schedule, str) else tuple(spec.schedule)
+        written = tuple(spec.schedule) if isinstance(spec.schedule, list) else spec.schedule
         key = (written, spec.timezone, str(spec.key), spec.dst, spec.start, spec.end)
         schedule = self._schedules.get(key)
         if schedule is None:

@@ -118,10 +118,14 @@ jobs = Table(
     Column("applied_spec", Text),
     Column("changed_by", String(200)),
     Column("changed_at", UtcDateTime),
+    # The jobs it runs after, as " GROUP/NAME ... " (None: it is not chained), so the
+    # chain pass finds the few chained jobs through the index.
+    Column("after_jobs", Text),
     Column("next_fire_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("group", "name"),
+    Index(None, "after_jobs"),
     # Ordered by (cursor, id) so due_jobs reads the index in order and stops at its limit.
     Index(None, "next_fire_at", "id"),
     sqlite_autoincrement=True,

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from belfry.adapters.store.accounts import AccountStore
+from belfry.adapters.store.chains import ChainStore
 from belfry.adapters.store.connections import WRITE_OPTION
 from belfry.adapters.store.job_rows import job_record
 from belfry.adapters.store.job_search import JobSearch
@@ -54,6 +55,7 @@ from belfry.adapters.store.schema import (
 from belfry.adapters.store.stats import StatsStore
 from belfry.core.calendars import CalendarSpec
 from belfry.core.deliveries import AlertingWrites
+from belfry.core.jobs import JobSpec
 from belfry.core.records import (
     CalendarRecord,
     Fence,
@@ -149,6 +151,12 @@ def _event(row: Row[Any]) -> RunEvent:
     )
 
 
+def _after_jobs(spec: JobSpec) -> str | None:
+    if spec.after is None:
+        return None
+    return " " + " ".join(spec.after.keys(spec.group)) + " "
+
+
 def _job_values(write: JobWrite, now: datetime) -> dict[str, Any]:
     spec = write.spec.model_dump_json()
     values = {
@@ -156,6 +164,7 @@ def _job_values(write: JobWrite, now: datetime) -> dict[str, Any]:
         "name": write.spec.name,
         "spec": spec,
         "paused": write.spec.paused,
+        "after_jobs": _after_jobs(write.spec),
         "changed_by": write.by,
         "changed_at": now,
         "updated_at": now,
@@ -165,7 +174,9 @@ def _job_values(write: JobWrite, now: datetime) -> dict[str, Any]:
     return values
 
 
-class SqlStore(AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch):
+class SqlStore(
+    AccountStore, NotificationStore, StatsStore, MaintenanceStore, JobSearch, ChainStore
+):
     """The store on a SQLAlchemy async engine (built by ``open_store``)."""
 
     def _job_record(self, row: Row[Any]) -> JobRecord:

@@ -192,6 +192,8 @@ def _schedule_text(job: JobRecord) -> str:
     """A job's schedule on one line, a list joined with `` | `` (the explain page splits
     it back)."""
     schedule = job.spec.schedule
+    if schedule is None:
+        return job.spec.parsed_schedule().expression  # after other jobs, in words
     return schedule if isinstance(schedule, str) else " | ".join(schedule)
 
 
@@ -235,6 +237,8 @@ def job_detail_router() -> APIRouter:
             **await _ledger(node, job, before),
             description=explanation.description,
             schedule_line=_schedule_text(job),
+            after_jobs=job.spec.after.keys(job.spec.group) if job.spec.after else [],
+            followed_by=await node.jobs.followers(job.key),
             upcoming=upcoming,
             left_off=left_off,
             explain_href="/explain?"
