@@ -52,7 +52,7 @@ async def _version(store: SqlStore) -> Any:
 async def test_migrates_an_empty_database_and_reopens(empty_url: str) -> None:
     first = await open_store(empty_url)
     try:
-        assert await _version(first) == _head() == "0010"  # the newest revision
+        assert await _version(first) == _head() == "0011"  # the newest revision
         assert await first.count_tokens() == 0
     finally:
         await first.close()
@@ -231,3 +231,43 @@ async def test_run_targets_downgrade_keeps_one_run_per_old_key(empty_url: str) -
         assert [run.target for run in await again.list_runs()] == [None]
     finally:
         await again.close()
+
+
+async def test_retention_columns_take_each_jobs_values_from_its_spec(empty_url: str) -> None:
+    """0011: jobs stored before it prune by their own keep_runs / keep_days."""
+    sync_url = driver_url(empty_url)
+    if sync_url.drivername == "sqlite+aiosqlite":
+        sync_url = sync_url.set(drivername="sqlite")
+    engine = create_engine(sync_url)
+    specs = {
+        "own": JobSpec(
+            name="own",
+            schedule="@yearly",
+            command="true",
+            retention={"keep_runs": 7, "keep_days": 2.5},  # type: ignore[arg-type]
+        ),
+        "plain": JobSpec(name="plain", schedule="@yearly", command="true"),
+    }
+    try:
+        with engine.begin() as connection:
+            _upgrade_to(connection, "0010")
+            for name, spec in specs.items():
+                connection.execute(
+                    text(
+                        'INSERT INTO jobs ("group", name, spec, paused, created_at, updated_at)'
+                        " VALUES ('default', :name, :spec, false, :at, :at)"
+                    ),
+                    {"name": name, "spec": spec.model_dump_json(), "at": T0},
+                )
+    finally:
+        engine.dispose()
+
+    store = await open_store(empty_url)  # migrates to head as a server does
+    try:
+        async with store.engine.connect() as connection:
+            rows = await connection.execute(
+                select(jobs.c.name, jobs.c.keep_runs, jobs.c.keep_days).order_by(jobs.c.name)
+            )
+            assert [tuple(row) for row in rows] == [("own", 7, 2.5), ("plain", None, None)]
+    finally:
+        await store.close()

@@ -85,6 +85,11 @@ class Store(
         """All jobs (of ``group``), ordered by group then name."""
         ...
 
+    async def jobs_with_secrets(self) -> list[JobRecord]:
+        """The jobs whose env holds a sealed secret (at least those; found without
+        parsing every job)."""
+        ...
+
     async def get_job(self, group: str, name: str) -> JobRecord | None: ...
 
     async def get_jobs(self, job_ids: Sequence[int]) -> dict[int, JobRecord]:
@@ -214,18 +219,34 @@ class Store(
         """A run's chunks with ``seq > after_seq``, in order."""
         ...
 
-    async def prune_runs(
-        self,
-        job_id: int,
-        keep_runs: int | None,
-        finished_before: datetime | None,
-        batch: int,
+    # Retention: the pruner finds what to delete with queries, never by reading every job.
+    async def newest_run_id(self) -> int:
+        """The highest run id (0 when there are no runs)."""
+        ...
+
+    async def jobs_with_runs_between(self, after_id: int, up_to_id: int) -> list[int]:
+        """The ids of the jobs with a run whose id is in ``(after_id, up_to_id]``."""
+        ...
+
+    async def runs_beyond_keep(
+        self, job_ids: Sequence[int], default_keep_runs: int | None
+    ) -> dict[int, int]:
+        """For each of ``job_ids`` with more finished runs than it keeps (its own
+        ``keep_runs``, else ``default_keep_runs``; None: no limit): the id of its newest
+        finished run beyond that number. That run and its older finished runs may go."""
+        ...
+
+    async def delete_finished_runs(self, job_id: int, up_to_id: int, batch: int) -> int:
+        """Delete up to ``batch`` of the job's finished runs with ids up to ``up_to_id``
+        (their events and output with them), oldest first; returns how many."""
+        ...
+
+    async def prune_aged_runs(
+        self, now: datetime, default_keep_days: float | None, batch: int
     ) -> int:
-        """Delete up to ``batch`` finished runs of the job (with their events and output)
-        that are beyond the newest ``keep_runs`` finished runs or finished before
-        ``finished_before``. Never deletes a run that is not in a final state. Returns the
-        number deleted.
-        """
+        """Delete up to ``batch`` finished runs that finished longer ago than their job
+        keeps runs (its own ``keep_days``, else ``default_keep_days``; None: no limit),
+        oldest first; returns how many. Never a run that is not in a final state."""
         ...
 
     # -- workers ----------------------------------------------------------------------------

@@ -338,7 +338,7 @@ class JobService:
         (sealed under another key: its runs would fail); logged as an error at start."""
         found = [
             f"{job.key} env.{name}"
-            for job in await self._store.list_jobs()
+            for job in await self._store.jobs_with_secrets()
             for name, value in job.spec.env.items()
             if isinstance(value, SealedSecret) and not self._opens(value)
         ]

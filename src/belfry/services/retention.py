@@ -1,6 +1,9 @@
 """Retention: prune finished runs beyond each job's ``keep_runs`` / ``keep_days``.
 
-Deletes in small batches with a pause between them, so the database stays free for the
+Found by queries, never by reading every job: runs past their age come off the
+``finished_at`` index, oldest first; counts are checked only for the jobs that had new runs
+since the last pass (a job's count grows only with new runs), all of them on the first pass.
+Deletes go in small batches with a pause between them, so the database stays free for the
 scheduler and the workers while history is trimmed.
 """
 
@@ -8,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
@@ -38,6 +43,7 @@ class Pruner:
         interval: float = 60.0,
         batch: int = 200,
         pause: float = 0.05,
+        jobs_per_query: int = 500,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -45,6 +51,9 @@ class Pruner:
         self._interval = interval
         self._batch = batch
         self._pause = pause
+        self._jobs_per_query = jobs_per_query
+        # The runs up to this id have had their jobs' counts checked (0: none yet).
+        self._counted_up_to = 0
 
     async def run_forever(self) -> None:
         while True:
@@ -57,21 +66,13 @@ class Pruner:
             await self._clock.sleep(self._interval)
 
     async def prune_all(self) -> int:
-        """One full pass over every job; returns the number of runs deleted."""
-        deleted = 0
-        for job in await self._store.list_jobs():
-            retention = job.spec.retention
-            keep_runs = retention.keep_runs or self._defaults.keep_runs
-            keep_days = retention.keep_days or self._defaults.keep_days
-            cutoff = (
-                self._clock.now() - timedelta(days=keep_days) if keep_days is not None else None
+        """One pass; returns the number of runs deleted."""
+        deleted = await self._in_batches(
+            lambda: self._store.prune_aged_runs(
+                self._clock.now(), self._defaults.keep_days, self._batch
             )
-            while True:
-                count = await self._store.prune_runs(job.id, keep_runs, cutoff, self._batch)
-                deleted += count
-                if count < self._batch:
-                    break
-                await asyncio.sleep(self._pause)
+        )
+        deleted += await self._prune_counts()
         if deleted:
             log.info("pruned %d runs", deleted)
         # The delivery log is kept as long as the longest default run history.
@@ -80,3 +81,28 @@ class Pruner:
         if gone:
             log.info("pruned %d alert deliveries", gone)
         return deleted
+
+    async def _prune_counts(self) -> int:
+        newest = await self._store.newest_run_id()
+        job_ids = await self._store.jobs_with_runs_between(self._counted_up_to, newest)
+        deleted = 0
+        for start in range(0, len(job_ids), self._jobs_per_query):
+            chunk = job_ids[start : start + self._jobs_per_query]
+            beyond = await self._store.runs_beyond_keep(chunk, self._defaults.keep_runs)
+            for job_id, up_to_id in beyond.items():
+                deleted += await self._in_batches(
+                    partial(self._store.delete_finished_runs, job_id, up_to_id, self._batch)
+                )
+        # Only after the whole pass: a pass cut short checks these jobs again next time.
+        self._counted_up_to = newest
+        return deleted
+
+    async def _in_batches(self, delete_batch: Callable[[], Awaitable[int]]) -> int:
+        """Call ``delete_batch`` until it deletes less than a batch, pausing in between."""
+        deleted = 0
+        while True:
+            count = await delete_batch()
+            deleted += count
+            if count < self._batch:
+                return deleted
+            await asyncio.sleep(self._pause)

@@ -12,9 +12,9 @@ from belfry.core.records import JobRecord
 
 __all__ = ["job_record"]
 
-# How many parsed job specs stay cached (a few KB each): more than the jobs of most
-# installations, bounded for the largest.
-_PARSED_SPECS = 50_000
+# How many parsed job specs stay cached (~5 KB each): the pages and the scheduler's due
+# jobs of the moment, not a whole fleet (100,000 of them held 560 MB).
+_PARSED_SPECS = 4096
 
 
 @functools.lru_cache(maxsize=_PARSED_SPECS)

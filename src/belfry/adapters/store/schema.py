@@ -121,6 +121,9 @@ jobs = Table(
     # The jobs it runs after, as " GROUP/NAME ... " (None: it is not chained), so the
     # chain pass finds the few chained jobs through the index.
     Column("after_jobs", Text),
+    # The spec's retention, for the pruner's queries (NULL: the server's default).
+    Column("keep_runs", Integer),
+    Column("keep_days", Float),
     Column("next_fire_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Row,
+    Select,
     Text,
     and_,
     bindparam,
@@ -27,7 +28,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -165,6 +165,8 @@ def _job_values(write: JobWrite, now: datetime) -> dict[str, Any]:
         "spec": spec,
         "paused": write.spec.paused,
         "after_jobs": _after_jobs(write.spec),
+        "keep_runs": write.spec.retention.keep_runs,
+        "keep_days": write.spec.retention.keep_days,
         "changed_by": write.by,
         "changed_at": now,
         "updated_at": now,
@@ -387,6 +389,17 @@ class SqlStore(
         statement = select(jobs).order_by(jobs.c.group, jobs.c.name)
         if group is not None:
             statement = statement.where(jobs.c.group == group)
+        async with self._read() as connection:
+            return [job_record(row) for row in await connection.execute(statement)]
+
+    async def jobs_with_secrets(self) -> list[JobRecord]:
+        # A sealed secret is stored as {"encrypted": ..., "digest": ...}: the text search
+        # keeps the other jobs' specs unparsed (a start-up with 100,000 jobs read them all).
+        statement = (
+            select(jobs)
+            .where(jobs.c.spec.contains('"encrypted":', autoescape=True))
+            .order_by(jobs.c.group, jobs.c.name)
+        )
         async with self._read() as connection:
             return [job_record(row) for row in await connection.execute(statement)]
 
@@ -769,34 +782,89 @@ class SqlStore(
                 for row in result
             ]
 
-    async def prune_runs(
-        self,
-        job_id: int,
-        keep_runs: int | None,
-        finished_before: datetime | None,
-        batch: int,
-    ) -> int:
-        finished = (runs.c.job_id == job_id, runs.c.state.in_(_FINAL))
-        beyond: list[ColumnElement[bool]] = []
-        if keep_runs is not None:
-            if keep_runs <= 0:
-                beyond.append(true())
-            else:
-                # The id of the keep_runs-th newest finished run; NULL when there are fewer.
-                boundary = (
-                    select(runs.c.id)
-                    .where(*finished)
-                    .order_by(runs.c.id.desc())
-                    .offset(keep_runs - 1)
+    async def newest_run_id(self) -> int:
+        async with self._read() as connection:
+            return int(await connection.scalar(select(func.max(runs.c.id))) or 0)
+
+    async def jobs_with_runs_between(self, after_id: int, up_to_id: int) -> list[int]:
+        statement = (
+            select(runs.c.job_id)
+            .distinct()
+            .where(runs.c.id > after_id, runs.c.id <= up_to_id)
+            .order_by(runs.c.job_id)
+        )
+        async with self._read() as connection:
+            return list((await connection.scalars(statement)).all())
+
+    async def runs_beyond_keep(
+        self, job_ids: Sequence[int], default_keep_runs: int | None
+    ) -> dict[int, int]:
+        if not job_ids:
+            return {}
+        async with self._read() as connection:
+            rows = await connection.execute(
+                select(jobs.c.id, jobs.c.keep_runs).where(jobs.c.id.in_(set(job_ids)))
+            )
+            by_keep: dict[int, list[int]] = {}
+            for job_id, own in rows:
+                keep = own if own is not None else default_keep_runs
+                if keep is not None:
+                    by_keep.setdefault(max(keep, 0), []).append(job_id)
+            newest_pruned: dict[int, int] = {}
+            for keep, ids in by_keep.items():
+                # Per job: the id of its (keep+1)-th newest finished run, the newest one to
+                # go (NULL when it has no more than it keeps): a walk down (job_id, id).
+                older = runs.alias("older")
+                first_to_go = (
+                    select(older.c.id)
+                    .where(older.c.job_id == jobs.c.id, older.c.state.in_(_FINAL))
+                    .order_by(older.c.id.desc())
+                    .offset(keep)
                     .limit(1)
+                    .correlate(jobs)
                     .scalar_subquery()
                 )
-                beyond.append(runs.c.id < boundary)
-        if finished_before is not None:
-            beyond.append(runs.c.finished_at < finished_before)
-        if not beyond or batch <= 0:
-            return 0
-        victims = select(runs.c.id).where(*finished, or_(*beyond)).order_by(runs.c.id).limit(batch)
+                result = await connection.execute(
+                    select(jobs.c.id, first_to_go).where(jobs.c.id.in_(ids))
+                )
+                newest_pruned.update({job_id: top for job_id, top in result if top is not None})
+        return newest_pruned
+
+    async def delete_finished_runs(self, job_id: int, up_to_id: int, batch: int) -> int:
+        victims = (
+            select(runs.c.id)
+            .where(runs.c.job_id == job_id, runs.c.id <= up_to_id, runs.c.state.in_(_FINAL))
+            .order_by(runs.c.id)
+            .limit(batch)
+        )
+        return await self._delete_runs(victims)
+
+    async def prune_aged_runs(
+        self, now: datetime, default_keep_days: float | None, batch: int
+    ) -> int:
+        async with self._read() as connection:
+            kept_for = list((await connection.scalars(select(jobs.c.keep_days).distinct())).all())
+        deleted = 0
+        for own in kept_for:
+            days = own if own is not None else default_keep_days
+            if days is None or deleted >= batch:
+                continue
+            same_age = jobs.c.keep_days.is_(None) if own is None else jobs.c.keep_days == own
+            # Oldest first down the finished_at index, only as far as the cutoff.
+            victims = (
+                select(runs.c.id)
+                .where(
+                    runs.c.finished_at < now - timedelta(days=days),
+                    runs.c.state.in_(_FINAL),
+                    runs.c.job_id.in_(select(jobs.c.id).where(same_age)),
+                )
+                .order_by(runs.c.finished_at)
+                .limit(batch - deleted)
+            )
+            deleted += await self._delete_runs(victims)
+        return deleted
+
+    async def _delete_runs(self, victims: Select[Any]) -> int:
         async with self._write() as connection:
             # Events and output go with the runs (ON DELETE CASCADE).
             result = await connection.execute(delete(runs).where(runs.c.id.in_(victims)))
