@@ -40,7 +40,13 @@ _SERIAL_TESTS = (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, deselected = [], []
+    for item in items:
+        (kept if _on_its_store(item) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
     for item in items:
         if item.nodeid.startswith(_SERIAL_TESTS):
             item.add_marker(pytest.mark.serial)
@@ -49,6 +55,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # the asyncio tests cannot share: `make test` runs these in processes of
             # their own.
             item.add_marker(pytest.mark.ui)
+
+
+def _on_its_store(item: pytest.Item) -> bool:
+    """False for the store a test marked ``on_store(...)`` does not run on."""
+    marker = item.get_closest_marker("on_store")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None:
+        return True
+    stores = [callspec.params[name] for name in _STORE_PARAMS if name in callspec.params]
+    return all(store in marker.args for store in stores)
+
+
+# The fixtures that run a test once per store.
+_STORE_PARAMS = ("store_url", "fuzz_db_url")
 
 
 DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

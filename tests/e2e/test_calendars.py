@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Belfry
 
 
@@ -24,6 +26,7 @@ calendars:
 """
 
 
+@pytest.mark.on_store("sqlite")
 def test_excluded_occurrences_are_recorded_skipped_and_explained(
     belfry: Belfry, tmp_path: Path
 ) -> None:
@@ -53,6 +56,7 @@ jobs:
     assert len(page["next"]) == 5 and page["upcoming"][0]["status"] == "runs"
 
 
+@pytest.mark.on_store("postgresql")
 def test_deferred_occurrence_starts_when_the_window_opens(belfry: Belfry, tmp_path: Path) -> None:
     opens = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
     if opens.second % 5 == 0:
@@ -91,6 +95,7 @@ jobs:
     )
 
 
+@pytest.mark.on_store("sqlite")
 def test_calendars_export_list_and_delete(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,
@@ -126,6 +131,7 @@ jobs:
     assert missing.returncode == 1 and "no such calendar: nope" in missing.stderr
 
 
+@pytest.mark.on_store("postgresql")
 def test_unknown_calendar_is_refused_with_nothing_applied(belfry: Belfry, tmp_path: Path) -> None:
     path = tmp_path / "jobs.yaml"
     path.write_text(

@@ -7,6 +7,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import BELFRY, Belfry
 
 CHAIN = """
@@ -70,6 +72,7 @@ def test_jobs_run_after_others_and_a_fan_in_waits_for_all(belfry: Belfry, tmp_pa
     assert _chained(belfry, "etl/on-error") == []
 
 
+@pytest.mark.on_store("sqlite")
 def test_apply_refuses_a_cycle_and_a_missing_job(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(tmp_path, CHAIN)
     looping = tmp_path / "loop.yaml"

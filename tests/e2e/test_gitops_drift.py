@@ -7,6 +7,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Belfry
 
 FILES = """
@@ -22,6 +24,7 @@ jobs:
 """
 
 
+@pytest.mark.on_store("postgresql")
 def test_diff_shows_drift_and_apply_keeps_it_until_forced(belfry: Belfry, tmp_path: Path) -> None:
     files = tmp_path / "jobs.yaml"
     files.write_text(textwrap.dedent(FILES))
@@ -60,6 +63,7 @@ def test_diff_shows_drift_and_apply_keeps_it_until_forced(belfry: Belfry, tmp_pa
     assert belfry.cli("diff", "-f", str(files)).returncode == 0
 
 
+@pytest.mark.on_store("sqlite")
 def test_a_change_on_the_ui_apply_page_is_drift_and_diff_lists_what_prune_would_delete(
     belfry: Belfry, tmp_path: Path
 ) -> None:

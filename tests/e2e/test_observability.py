@@ -54,6 +54,7 @@ def _metrics(server: Belfry) -> Samples:
     return _samples(answer.text)
 
 
+@pytest.mark.on_store("sqlite")
 def test_metrics_count_real_runs_failures_and_skips(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,

@@ -66,6 +66,7 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[Belfry]:
         running.stop()
 
 
+@pytest.mark.on_store("postgresql")
 def test_a_secret_reaches_the_command_and_nothing_else(
     belfry: Belfry, tmp_path: Path, store_url: str
 ) -> None:

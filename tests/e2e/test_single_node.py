@@ -99,6 +99,7 @@ def test_run_wait_streams_output_and_exits_with_the_run_code(
     assert ok.stdout == "two words|BELFRY_ATTEMPT|"
 
 
+@pytest.mark.on_store("sqlite")
 def test_kill_reaches_grandchildren(belfry: Belfry, tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
     belfry.apply(
@@ -125,6 +126,7 @@ def test_kill_reaches_grandchildren(belfry: Belfry, tmp_path: Path) -> None:
     belfry.wait_for(lambda: not _pid_alive(grandchild), timeout=5, what="grandchild to die")
 
 
+@pytest.mark.on_store("postgresql")
 def test_timeout_failure_pattern_and_missing_command(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,
@@ -156,6 +158,7 @@ def test_timeout_failure_pattern_and_missing_command(belfry: Belfry, tmp_path: P
     assert belfry.cli("jobs").returncode == 0
 
 
+@pytest.mark.on_store("postgresql")
 def test_overlap_forbid_skips_with_reason(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,
@@ -176,6 +179,7 @@ def test_overlap_forbid_skips_with_reason(belfry: Belfry, tmp_path: Path) -> Non
     assert len(active) <= 1, "forbid let two runs overlap"
 
 
+@pytest.mark.on_store("sqlite")
 def test_pause_and_resume(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,
@@ -202,6 +206,7 @@ def test_pause_and_resume(belfry: Belfry, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.on_store("sqlite")
 def test_bad_input_and_unknown_things(belfry: Belfry, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -253,6 +258,7 @@ def test_retention_prunes_old_runs(store_url: str, tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.on_store("postgresql")
 def test_apply_diff_dry_run_and_prune(belfry: Belfry, tmp_path: Path) -> None:
     first = tmp_path / "v1.yaml"
     first.write_text(
@@ -281,6 +287,7 @@ def test_apply_diff_dry_run_and_prune(belfry: Belfry, tmp_path: Path) -> None:
     assert "0 created, 0 updated, 0 deleted, 1 unchanged" in again.stdout
 
 
+@pytest.mark.on_store("sqlite")
 def test_explain_job_uses_the_jobs_own_spread(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,
@@ -301,6 +308,7 @@ def test_explain_job_uses_the_jobs_own_spread(belfry: Belfry, tmp_path: Path) ->
     assert belfry.cli_json("explain", "--job", "default/spread-a")["timezone"] == "Asia/Kolkata"
 
 
+@pytest.mark.on_store("sqlite")
 def test_export_round_trips_through_apply(belfry: Belfry, tmp_path: Path) -> None:
     belfry.apply(
         tmp_path,

@@ -74,6 +74,7 @@ def test_every_occurrence_runs_once_on_each_worker(fleet: Fleet, tmp_path: Path)
                 assert run["exit_code"] == 0
 
 
+@pytest.mark.on_store("postgresql")
 def test_a_manual_trigger_runs_on_each_worker(fleet: Fleet, tmp_path: Path) -> None:
     fleet.belfry.apply(
         tmp_path,

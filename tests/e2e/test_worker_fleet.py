@@ -36,6 +36,7 @@ def fleet(store_url: str, tmp_path: Path) -> Iterator[Fleet]:
         server.stop()
 
 
+@pytest.mark.on_store("sqlite")
 def test_pools_and_tags_are_never_mismatched(fleet: Fleet, tmp_path: Path) -> None:
     fleet.start("alpha", "a")
     fleet.start("beta", "b", extra=("--tag", "region=eu"))
@@ -111,6 +112,7 @@ def test_a_killed_worker_loses_its_run_and_the_job_decides(
         assert [run["attempt"] for run in fleet.belfry.runs("default/long")] == [1]
 
 
+@pytest.mark.on_store("postgresql")
 def test_drain_lets_runs_finish_then_exits(fleet: Fleet, tmp_path: Path) -> None:
     worker = fleet.start("drainer", "a", extra=("--drain-grace", "30"))
     fleet.belfry.apply(
@@ -133,6 +135,7 @@ def test_drain_lets_runs_finish_then_exits(fleet: Fleet, tmp_path: Path) -> None
     assert "finished" in fleet.belfry.cli("logs", str(run["id"])).stdout
 
 
+@pytest.mark.on_store("sqlite")
 def test_resources_keep_runs_within_the_worker_capacity(fleet: Fleet, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     fleet.start("small", "a", extra=("--cpu", "1", "--memory", "1Gi"))
@@ -248,6 +251,7 @@ def test_worker_fails_over_between_servers(pg_url: str, tmp_path: Path) -> None:
         second.stop()
 
 
+@pytest.mark.on_store("postgresql")
 def test_kill_reaches_a_remote_run_and_its_escaped_grandchildren(
     fleet: Fleet, tmp_path: Path
 ) -> None:

@@ -223,7 +223,9 @@ def fuzz_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """One database of each kind for the whole module (``store_url`` is per test, and a
-    server per test would not fit in the time this file has)."""
+    server per test would not fit in the time this file has). The refusals come before any
+    database work: they run on SQLite; what the database may refuse (lengths, constraints),
+    on PostgreSQL, the stricter."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('fuzz-sqlite') / 'belfry.db'}"
         return
@@ -464,6 +466,7 @@ def _is_worker_endpoint(operation: Operation) -> bool:
 # The server is the module's: the tests that change least come first, the deletes last.
 
 
+@pytest.mark.on_store("sqlite")
 def test_every_operation_refuses_a_caller_without_valid_credentials(
     api: BaseSchema, target: Target
 ) -> None:
@@ -487,6 +490,7 @@ def test_every_operation_refuses_a_caller_without_valid_credentials(
     _fuzz(api, lambda _: True, send, examples=FEW)
 
 
+@pytest.mark.on_store("sqlite")
 def test_a_worker_token_is_refused_by_every_user_endpoint(api: BaseSchema, target: Target) -> None:
     def send(operation: Operation) -> Send:
         if operation.label in PUBLIC | ANY_CALLER:
@@ -496,6 +500,7 @@ def test_a_worker_token_is_refused_by_every_user_endpoint(api: BaseSchema, targe
     _fuzz(api, lambda operation: not _is_worker_endpoint(operation), send, examples=FEW)
 
 
+@pytest.mark.on_store("postgresql")
 def test_the_worker_endpoints_answer_a_worker_token_as_documented(
     api: BaseSchema, target: Target
 ) -> None:
@@ -504,6 +509,7 @@ def test_the_worker_endpoints_answer_a_worker_token_as_documented(
     )
 
 
+@pytest.mark.on_store("postgresql")
 def test_admin_calls_answer_as_documented(api: BaseSchema, target: Target) -> None:
     _fuzz(
         api,
@@ -513,6 +519,7 @@ def test_admin_calls_answer_as_documented(api: BaseSchema, target: Target) -> No
     )
 
 
+@pytest.mark.on_store("postgresql")
 def test_admin_deletes_answer_as_documented(api: BaseSchema, target: Target) -> None:
     # Last: a deleted job takes its runs along, which the reseed does not bring back.
     def send(_: Operation) -> Send:
