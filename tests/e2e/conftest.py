@@ -86,6 +86,24 @@ class Belfry:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def user_token(self, user: str, grants: Mapping[str, str], password: str) -> str:
+        """A new user holding ``grants`` (group: role), and an API token of theirs, made
+        as they would make it: a login, then the session's CSRF token."""
+        self.api("POST", "/api/v1/users", json={"name": user, "password": password})
+        for group, role in grants.items():
+            self.api("PUT", f"/api/v1/grants/{user}/{group}", json={"role": role})
+        with httpx.Client(base_url=self.url, timeout=30) as browser:
+            login = browser.post("/api/v1/login", json={"name": user, "password": password})
+            assert login.status_code == 200, login.text
+            made = browser.post(
+                "/api/v1/tokens",
+                json={"name": "cli"},
+                headers={"X-CSRF-Token": login.json()["csrf_token"]},
+            )
+            assert made.status_code == 201, made.text
+            token: str = made.json()["token"]
+            return token
+
     def runs(self, job: str, *states: str, limit: int = 200) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"job": job, "limit": limit}
         if states:

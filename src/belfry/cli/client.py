@@ -47,6 +47,13 @@ class ApiClient:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to one request; a refusal or an unreachable server is a CliError."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -67,12 +74,23 @@ class ApiClient:
             raise CliError(_detail(response), EXIT_BAD_INPUT)
         if response.status_code >= 400:
             raise CliError(_detail(response), EXIT_FAILURE)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+        return self.request("GET", path, params=_given(params))
+
+    def get_all(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a paged list: the first page, then each page its answer's
+        ``Link: <URL>; rel="next"`` header names (RFC 8288), until one names none."""
+        items: list[Any] = []
+        response = self._send("GET", path, params=_given(params))
+        while True:
+            items.extend(response.json())
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return items
+            # A reference without a host is taken against --server, as any path is.
+            response = self._send("GET", following)
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
@@ -85,6 +103,11 @@ class ApiClient:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters without the options left out (None)."""
+    return {key: value for key, value in params.items() if value is not None}
 
 
 def _trust() -> ssl.SSLContext:

@@ -11,13 +11,9 @@ import typer
 from ruamel.yaml import YAML
 
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
-from belfry.cli.options import Output, Server, Token, connect
+from belfry.cli.options import Output, PageSize, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
-from belfry.core.durations import parse_duration
-from belfry.core.explanations import explain as explain_schedule
-from belfry.core.jobs import JobKey
-from belfry.core.schedules import ScheduleError
-from belfry.services.job_files import JobFileError, load_job_files
+from belfry.core.names import JobKey
 
 __all__ = ["Files", "load_files", "register"]
 
@@ -44,6 +40,9 @@ def schedule_text(schedule: str | list[str] | None, after: str | None = None) ->
 
 
 def load_files(files: list[Path]) -> Any:
+    # Imported by the commands that read job files only: the others start faster.
+    from belfry.services.job_files import JobFileError, load_job_files
+
     try:
         return load_job_files(files)
     except JobFileError as error:
@@ -79,11 +78,12 @@ def register(app: typer.Typer) -> None:
         group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
         server: Server = None,
         token: Token = None,
+        page_size: PageSize = None,
     ) -> None:
         """Print jobs as YAML that `belfry apply -f` takes back unchanged."""
         client = connect(server, token)
         documents = []
-        for job in client.get("/api/v1/jobs", group=group):
+        for job in client.get_all("/api/v1/jobs", group=group, limit=page_size):
             spec = client.get(job_path(job["job"]))["spec"]
             documents.append({"name": spec.pop("name"), "group": job["group"], **spec})
         stored = {item["name"]: item["spec"] for item in client.get("/api/v1/calendars")}
@@ -111,9 +111,10 @@ def register(app: typer.Typer) -> None:
         server: Server = None,
         token: Token = None,
         output: Output = OutputFormat.TABLE,
+        page_size: PageSize = None,
     ) -> None:
         """List jobs: schedule, zone, next run, last state, paused."""
-        data = connect(server, token).get("/api/v1/jobs", group=group)
+        data = connect(server, token).get_all("/api/v1/jobs", group=group, limit=page_size)
         if output is OutputFormat.JSON:
             print_json(data)
             return
@@ -182,6 +183,8 @@ def register(app: typer.Typer) -> None:
         if until is not None:
             resume_at = _parse_instant(until, "--until")
         elif for_ is not None:
+            from belfry.core.durations import parse_duration
+
             try:
                 length = parse_duration(for_)
             except ValueError as error:
@@ -236,6 +239,10 @@ def register(app: typer.Typer) -> None:
             document = connect(server, token).get(path, n=count, **{"from": after.isoformat()})
         else:
             assert schedule is not None
+            # Schedule maths here only: every other command starts faster without it.
+            from belfry.core.explanations import explain as explain_schedule
+            from belfry.core.schedules import ScheduleError
+
             try:
                 document = explain_schedule(schedule, tz, after=after, count=count).to_json()
             except ScheduleError as error:

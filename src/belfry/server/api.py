@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from belfry import __version__
@@ -48,6 +48,7 @@ from belfry.server.operations import (
 from belfry.server.request_limits import RequestSizeLimit
 from belfry.server.schemas import (
     ERROR_RESPONSES,
+    PAGED_LIST_RESPONSE,
     ApplyRequest,
     ApplyResponse,
     CalendarChangeOut,
@@ -76,24 +77,53 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+# ``GET /api/v1/jobs`` pages: the default and largest page sizes (README, "HTTP API").
+DEFAULT_JOBS_PAGE = 500
+MAX_JOBS_PAGE = 1000
+# Past any real fleet, and small enough for either database's integer OFFSET.
+MAX_JOBS_OFFSET = 1_000_000_000
+_WORDS = "Words, each found (any case) in the job's group/name, description or pool."
+
 
 def _router() -> APIRouter:
     # Every route is for people (and admin tokens); each checks the caller's role on the
     # group it touches.
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_user_only)], responses=ERROR_RESPONSES)
 
-    @api.get("/jobs", response_model=list[JobSummary])
+    @api.get("/jobs", response_model=list[JobSummary], responses=PAGED_LIST_RESPONSE)
     async def list_jobs(
-        node: NodeDep, caller: UserDep, group: str | None = None
+        node: NodeDep,
+        caller: UserDep,
+        request: Request,
+        response: Response,
+        group: str | None = None,
+        q: Annotated[str, Query(max_length=200, description=_WORDS)] = "",
+        paused: Annotated[bool | None, Query(description="Only paused (or unpaused) jobs.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE)] = DEFAULT_JOBS_PAGE,
+        offset: Annotated[int, Query(ge=0, le=MAX_JOBS_OFFSET)] = 0,
     ) -> list[JobSummary]:
-        """The jobs of the groups the caller may read (or of ``group``)."""
+        """The jobs of the groups the caller may read (or of ``group``), one page at a time
+        in group/name order: ``Link: <…>; rel="next"`` names the next page while there is
+        one, and ``X-Total-Count`` says how many jobs match in all."""
         if group is not None:
             require(caller, Permission.READ, group)
-        jobs = await node.jobs.list(group)
-        readable = caller.readable_groups()
-        if readable is not None:
-            jobs = [job for job in jobs if job.key.group in readable]
-        return [await _summary(node, job) for job in jobs]
+        # The database filters, counts and pages: a page of a 100,000-job fleet reads
+        # ``limit`` rows, not the fleet.
+        total, page = await node.store.search_jobs(
+            groups=caller.readable_groups(),
+            group=group,
+            words=q.split(),
+            paused=paused,
+            offset=offset,
+            limit=limit,
+        )
+        response.headers["X-Total-Count"] = str(total)
+        if offset + len(page) < total:
+            following = request.url.include_query_params(limit=limit, offset=offset + limit)
+            # A reference without scheme and host (RFC 8288 allows it): it holds behind
+            # proxies that rewrite the host the server sees.
+            response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        return await _summaries(node, page)
 
     @api.get("/jobs/{group}/{name}", response_model=JobDetail)
     async def show_job(
@@ -240,14 +270,14 @@ def _router() -> APIRouter:
         note = body.note if body else None
         until = body.until if body else None
         job = await set_paused(node, caller, address_of(request), group, name, True, note, until)
-        return await _summary(node, job)
+        return (await _summaries(node, [job]))[0]
 
     @api.post("/jobs/{group}/{name}/resume", response_model=JobSummary)
     async def resume(
         node: NodeDep, caller: UserDep, request: Request, group: str, name: str
     ) -> JobSummary:
         job = await set_paused(node, caller, address_of(request), group, name, False)
-        return await _summary(node, job)
+        return (await _summaries(node, [job]))[0]
 
     @api.get("/runs", response_model=list[RunOut])
     async def list_runs(
@@ -321,10 +351,10 @@ async def _user_only(caller: UserDep) -> None:
     """Router-wide: no endpoint here answers anonymous callers or worker tokens."""
 
 
-async def _summary(node: Node, job: JobRecord) -> JobSummary:
-    """A job with the state of its latest run (one indexed look-up per job)."""
-    latest = await node.store.list_runs(job_id=job.id, limit=1)
-    return JobSummary.of(job, latest[0] if latest else None)
+async def _summaries(node: Node, jobs: list[JobRecord]) -> list[JobSummary]:
+    """Jobs with the state of their latest runs, read in one query for them all."""
+    latest = await node.store.latest_runs([job.id for job in jobs])
+    return [JobSummary.of(job, latest.get(job.id)) for job in jobs]
 
 
 def create_app(node: Node, *, start_background: bool = True) -> FastAPI:

@@ -25,6 +25,7 @@ from belfry.services.channels import NamedChange
 
 __all__ = [
     "ERROR_RESPONSES",
+    "PAGED_LIST_RESPONSE",
     "ApplyRequest",
     "ApplyResponse",
     "CalendarChangeOut",
@@ -402,4 +403,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (429, "Too many failed logins: wait."),
         (503, "The database is unavailable for now: retry."),
     ]
+}
+
+
+# A paged list's answer (``GET /api/v1/jobs``): the headers that say how to go on.
+PAGED_LIST_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One page of the list.",
+        "headers": {
+            "Link": {
+                "description": 'Where the next page is, as `<URL>; rel="next"` (RFC 8288); '
+                "absent on the last page.",
+                "schema": {"type": "string"},
+            },
+            "X-Total-Count": {
+                "description": "How many items match, on all pages together.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        },
+    }
 }
