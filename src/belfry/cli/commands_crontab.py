@@ -10,11 +10,6 @@ from typing import Annotated
 import typer
 
 from belfry.cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
-from belfry.services.crontab_import import (
-    CrontabImportError,
-    import_crontabs,
-    read_crontab_sources,
-)
 
 __all__ = ["register"]
 
@@ -64,6 +59,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Convert crontabs to jobs YAML (offline): what it changed is in comments."""
+        # The converter (job specs, schedules) is imported by this command only.
+        from belfry.services.crontab_import import (
+            CrontabImportError,
+            import_crontabs,
+            read_crontab_sources,
+        )
+
         if system and user_crontab is not None:
             raise CliError(
                 "--user-crontab is for user crontabs; --system files name their users",

@@ -5,26 +5,25 @@ from __future__ import annotations
 import asyncio
 import ssl
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from belfry.cli.alert_config import notifier_settings, smtp_settings
 from belfry.cli.errors import EXIT_BAD_INPUT, CliError
 from belfry.cli.options import Output, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
-from belfry.server.settings import (
+from belfry.server.defaults import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_MAX_REQUEST_BYTES,
-    Settings,
     default_state_dir,
 )
-from belfry.services.retention import RetentionDefaults
-from belfry.services.sso import OidcSettings, parse_oidc_settings
 from belfry.worker.log_format import LogFormat
+
+if TYPE_CHECKING:
+    from belfry.services.sso import OidcSettings
 
 __all__ = ["register"]
 
@@ -133,6 +132,8 @@ def _flag(values: dict[str, Any], key: str, config: Path | None) -> bool:
 
 def _oidc(value: Any, config: Path | None) -> OidcSettings | None:
     """The ``oidc:`` section checked (None without one)."""
+    from belfry.services.sso import parse_oidc_settings
+
     if value is None:
         return None
     try:
@@ -225,6 +226,11 @@ def register(app: typer.Typer) -> None:
             values.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
             f"{config}: max_request_bytes",
         )
+        # What only a server needs is imported here: every other command starts faster.
+        from belfry.cli.alert_config import notifier_settings, smtp_settings
+        from belfry.server.settings import Settings
+        from belfry.services.retention import RetentionDefaults
+
         settings = Settings(
             state_dir=Path(values.get("state_dir") or default_state_dir()),
             db_url=db or values.get("db"),

@@ -26,7 +26,7 @@ from belfry.core.alerts import AlertRule, valid_channel_names
 from belfry.core.chains import AfterSpec, after_input, describe_after
 from belfry.core.durations import Duration
 from belfry.core.env_secrets import EnvValue, redacted_env
-from belfry.core.names import NAME_RULE, is_valid_name
+from belfry.core.names import NAME_RULE, JobKey, is_valid_name
 from belfry.core.schedules import (
     DstGap,
     DstRepeat,
@@ -127,27 +127,6 @@ class DstSpec(_Strict):
 
     def rules(self) -> DstRules:
         return DstRules(gap=self.gap, repeat=self.repeat)
-
-
-class JobKey(BaseModel):
-    """``group/name``: how users name a job."""
-
-    model_config = ConfigDict(frozen=True)
-
-    group: str
-    name: str
-
-    @classmethod
-    def parse(cls, text: str) -> JobKey:
-        group, slash, name = text.partition("/")
-        if not slash:
-            group, name = "default", text
-        if not is_valid_name(group) or not is_valid_name(name):
-            raise ValueError(f"not a job name: {text!r} (expected GROUP/NAME)")
-        return cls(group=group, name=name)
-
-    def __str__(self) -> str:
-        return f"{self.group}/{self.name}"
 
 
 class JobSpec(_Strict):

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from belfry.adapters.notify import SmtpSettings
-from belfry.server.defaults import DEFAULT_LISTEN, DEFAULT_PORT, default_state_dir
+from belfry.server.defaults import (
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_PORT,
+    MIN_MAX_REQUEST_BYTES,
+    default_state_dir,
+)
 from belfry.services.notifier import NotifierSettings
 from belfry.services.retention import RetentionDefaults
 from belfry.services.sso import OidcSettings
@@ -20,14 +26,6 @@ __all__ = [
     "Settings",
     "default_state_dir",
 ]
-
-
-# Far above any real request (an apply of thousands of jobs, a worker's report batch), far
-# below what would hurt a server that must hold a request's JSON in memory to parse it.
-DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
-# A worker's largest single report must pass: one output chunk (up to the 256 KiB tail a
-# run's output keeps), JSON-escaped up to six bytes per character.
-MIN_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
