@@ -15,6 +15,9 @@ from belfry.cli.options import Output, PageSize, Server, Token, connect
 from belfry.cli.rendering import OutputFormat, print_json, print_table, short_time
 from belfry.core.names import JobKey
 
+# The server's largest page of jobs: listing a whole fleet in the fewest requests.
+JOBS_PER_REQUEST = 1000
+
 __all__ = ["Files", "load_files", "register"]
 
 Files = Annotated[
@@ -83,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """Print jobs as YAML that `belfry apply -f` takes back unchanged."""
         client = connect(server, token)
         documents = []
-        for job in client.get_all("/api/v1/jobs", group=group, limit=page_size):
+        for job in client.get_all("/api/v1/jobs", group=group, limit=page_size or JOBS_PER_REQUEST):
             spec = client.get(job_path(job["job"]))["spec"]
             documents.append({"name": spec.pop("name"), "group": job["group"], **spec})
         stored = {item["name"]: item["spec"] for item in client.get("/api/v1/calendars")}
@@ -114,7 +117,9 @@ def register(app: typer.Typer) -> None:
         page_size: PageSize = None,
     ) -> None:
         """List jobs: schedule, zone, next run, last state, paused."""
-        data = connect(server, token).get_all("/api/v1/jobs", group=group, limit=page_size)
+        data = connect(server, token).get_all(
+            "/api/v1/jobs", group=group, limit=page_size or JOBS_PER_REQUEST
+        )
         if output is OutputFormat.JSON:
             print_json(data)
             return

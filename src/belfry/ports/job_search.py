@@ -1,4 +1,4 @@
-"""Finding jobs in a long list: what the web UI's jobs page asks the store."""
+"""Finding jobs in a long list: what the web UI's jobs page and dashboard ask the store."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from belfry.core.records import JobRecord
+from belfry.core.states import RunState
 
 __all__ = ["JobSearch"]
 
@@ -18,13 +19,19 @@ class JobSearch(Protocol):
         group: str | None = None,
         words: Sequence[str] = (),
         paused: bool | None = None,
+        latest_states: Collection[RunState] | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[int, list[JobRecord]]:
         """How many jobs match, and ``limit`` of them from ``offset``, ordered by group
         then name. Filters combine with AND: ``groups`` (None: all), ``group``, ``paused``,
-        and each of ``words`` (case-insensitive) found in the job's ``group/name``, its
-        description or its pool."""
+        ``latest_states`` (the job's newest run is in one of them), and each of ``words``
+        (case-insensitive) found in the job's ``group/name``, its description or its pool."""
+        ...
+
+    async def upcoming_jobs(self, *, groups: Collection[str] | None, limit: int) -> list[JobRecord]:
+        """The ``limit`` unpaused jobs due soonest (by their cursor), of ``groups`` (None:
+        all)."""
         ...
 
     async def job_groups(self, groups: Collection[str] | None) -> list[str]:

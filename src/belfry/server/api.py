@@ -78,7 +78,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 # ``GET /api/v1/jobs`` pages: the default and largest page sizes (README, "HTTP API").
-DEFAULT_JOBS_PAGE = 500
+DEFAULT_JOBS_PAGE = 100
 MAX_JOBS_PAGE = 1000
 # Past any real fleet, and small enough for either database's integer OFFSET.
 MAX_JOBS_OFFSET = 1_000_000_000

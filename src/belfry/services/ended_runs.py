@@ -23,29 +23,47 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(seconds=30)
 # On its very first pass, a reader looks this far back (not at all history).
 FIRST_LOOK = timedelta(minutes=5)
+# Runs per query, and at most per pass (the rest is read by the next pass).
 BATCH = 500
+PASS_LIMIT = 5000
+# With nothing ending, the mark follows time in steps this long: not a write every pass.
+IDLE_STEP = timedelta(minutes=1)
 
 
 class EndedRuns:
-    def __init__(self, store: Store, mark: str) -> None:
+    def __init__(
+        self, store: Store, mark: str, *, batch: int = BATCH, pass_limit: int = PASS_LIMIT
+    ) -> None:
         self._store = store
         self._mark_name = mark
+        self._batch = batch
+        self._pass_limit = pass_limit
 
     async def read(self, now: datetime) -> tuple[list[RunRecord], datetime]:
         """The runs that ended since the mark (and the overlap before it), in order of
-        their end, at most BATCH; and the mark, to give back to ``advance``."""
+        their end, at most ``pass_limit``; and the mark, to give back to ``advance``.
+        Read page by page: more runs than a page may end within the overlap (a burst), and
+        a reader that re-read only its first page would never get past them."""
         mark = await self._store.get_mark(self._mark_name) or now - FIRST_LOOK
-        return await self._store.runs_finished_since(mark - OVERLAP, BATCH), mark
+        ended = await self._store.runs_finished_since(mark - OVERLAP, self._batch)
+        page = ended
+        while len(page) == self._batch and len(ended) < self._pass_limit:
+            last = page[-1]
+            assert last.finished_at is not None
+            page = await self._store.runs_finished_since(last.finished_at, self._batch, last.id)
+            ended += page
+        return ended, mark
 
     async def advance(self, ended: list[RunRecord], mark: datetime, now: datetime) -> None:
-        """Move the mark past what ``read`` returned: to the last end read (a full batch
-        leaves the rest for the next pass), or on with time when nothing ended."""
-        if ended and ended[-1].finished_at is not None:
-            last = ended[-1].finished_at
-            if len(ended) < BATCH or last > mark:
-                await self._store.set_mark(self._mark_name, max(last, mark))
-        elif len(ended) < BATCH:
-            await self._store.set_mark(self._mark_name, max(mark, now - OVERLAP))
+        """Move the mark past what ``read`` returned: to the last end read, or on with time
+        when nothing ended (in steps); written only when it moves."""
+        last = ended[-1].finished_at if ended else None
+        if last is not None and last > mark:
+            await self._store.set_mark(self._mark_name, last)
+        elif len(ended) < self._pass_limit and now - OVERLAP - mark >= IDLE_STEP:
+            # Everything up to now was read: re-reading the same overlap every pass is all
+            # a mark left behind would do.
+            await self._store.set_mark(self._mark_name, now - OVERLAP)
 
 
 async def repeat_passes(

@@ -102,7 +102,7 @@ class Scheduler:
 
     async def run_once(self) -> float:
         """Handle every due occurrence; return the seconds until the next one is due."""
-        await self._resume_due()
+        resume = await self._resume_due()
         while True:
             now = self._clock.now()
             jobs = await self._store.due_jobs(now + self._horizon, self._batch)
@@ -131,18 +131,18 @@ class Scheduler:
         if upcoming is not None:
             seconds = (upcoming - self._horizon - self._clock.now()).total_seconds()
             delay = min(max(seconds, 0.0), delay)
-        resume = await self._store.next_resume_at()
         if resume is not None:
             delay = min(max((resume - self._clock.now()).total_seconds(), 0.0), delay)
         return delay
 
-    async def _resume_due(self) -> None:
+    async def _resume_due(self) -> datetime | None:
         """Resume the paused jobs whose resume time has come (read first: writing every
-        pass would cost a write transaction per pass for nothing)."""
+        pass would cost a write transaction per pass for nothing); return the next time a
+        pause ends (None: no pause ends by itself)."""
         now = self._clock.now()
         due = await self._store.next_resume_at()
         if due is None or due > now:
-            return
+            return due
         for job in await self._store.resume_due_jobs(now):
             log.info("job %s resumed: its pause ended", job.key)
             await self._audit.record(
@@ -152,6 +152,7 @@ class Scheduler:
                 target=str(job.key),
                 after={"reason": "pause ended"},
             )
+        return await self._store.next_resume_at()
 
     async def _count(self, advances: list[JobAdvance], applied: int, now: datetime) -> None:
         """Count the skips and fires of the advances that applied."""

@@ -20,8 +20,10 @@ __all__ = ["ChainStore"]
 
 class ChainStore(SqlConnections):
     async def chained_jobs(self) -> list[JobRecord]:
-        # The (after_jobs) index holds only the few chained jobs' keys worth reading.
-        statement = select(jobs).where(jobs.c.after_jobs.is_not(None))
+        # The (after_jobs) index holds the few chained jobs' keys worth reading; each is
+        # " GROUP/NAME ...": a range both databases take from the index (IS NOT NULL made
+        # SQLite, and PostgreSQL without statistics, scan every job).
+        statement = select(jobs).where(jobs.c.after_jobs > "")
         async with self._read() as connection:
             return [job_record(row) for row in await connection.execute(statement)]
 

@@ -10,8 +10,9 @@ from sqlalchemy import JSON, ColumnElement, Select, cast, false, func, literal, 
 
 from belfry.adapters.store.connections import SqlConnections
 from belfry.adapters.store.job_rows import job_record
-from belfry.adapters.store.schema import jobs
+from belfry.adapters.store.schema import jobs, runs
 from belfry.core.records import JobRecord
+from belfry.core.states import RunState
 
 __all__ = ["JobSearch"]
 
@@ -43,10 +44,22 @@ class JobSearch(SqlConnections):
         group: str | None = None,
         words: Sequence[str] = (),
         paused: bool | None = None,
+        latest_states: Collection[RunState] | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[int, list[JobRecord]]:
         conditions: list[ColumnElement[bool]] = self._searched(words)
+        if latest_states is not None:
+            # Each job's newest run, one walk down (job_id, id): no run list is read.
+            newest_state = (
+                select(runs.c.state)
+                .where(runs.c.job_id == jobs.c.id)
+                .order_by(runs.c.id.desc())
+                .limit(1)
+                .correlate(jobs)
+                .scalar_subquery()
+            )
+            conditions.append(newest_state.in_(sorted(state.value for state in latest_states)))
         if groups is not None:
             conditions.append(jobs.c.group.in_(set(groups)) if groups else false())
         if group is not None:
@@ -65,6 +78,19 @@ class JobSearch(SqlConnections):
             total = int(await connection.scalar(counted) or 0)
             rows = (await connection.execute(page)).all()
         return total, [job_record(row) for row in rows]
+
+    async def upcoming_jobs(self, *, groups: Collection[str] | None, limit: int) -> list[JobRecord]:
+        # Down the (next_fire_at, id) index, stopping at the limit: no job list is read.
+        statement = (
+            select(jobs)
+            .where(jobs.c.next_fire_at.is_not(None), jobs.c.paused == false())
+            .order_by(jobs.c.next_fire_at, jobs.c.id)
+            .limit(limit)
+        )
+        if groups is not None:
+            statement = statement.where(jobs.c.group.in_(set(groups)) if groups else false())
+        async with self._read() as connection:
+            return [job_record(row) for row in await connection.execute(statement)]
 
     async def job_groups(self, groups: Collection[str] | None) -> list[str]:
         statement = select(jobs.c.group).distinct().order_by(jobs.c.group)

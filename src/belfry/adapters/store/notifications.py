@@ -209,10 +209,21 @@ class NotificationStore(SqlConnections):
             latest: datetime | None = await connection.scalar(statement)
         return latest
 
-    async def runs_finished_since(self, since: datetime, limit: int) -> list[RunRecord]:
+    async def runs_finished_since(
+        self, since: datetime, limit: int, after_id: int | None = None
+    ) -> list[RunRecord]:
+        after = (
+            runs.c.finished_at >= since
+            if after_id is None
+            # A group commit ends a whole batch of runs at one instant: the id breaks ties.
+            else or_(
+                runs.c.finished_at > since,
+                and_(runs.c.finished_at == since, runs.c.id > after_id),
+            )
+        )
         statement = (
             select(runs)
-            .where(runs.c.finished_at >= since)
+            .where(after)
             .order_by(runs.c.finished_at, runs.c.id)
             .limit(limit)
         )

@@ -129,6 +129,8 @@ jobs = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("group", "name"),
     Index(None, "after_jobs"),
+    # The scheduler asks for the earliest end of a pause on every pass: not a table scan.
+    Index(None, "resume_at"),
     # Ordered by (cursor, id) so due_jobs reads the index in order and stops at its limit.
     Index(None, "next_fire_at", "id"),
     sqlite_autoincrement=True,

@@ -9,13 +9,12 @@ every user).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from belfry.core.records import JobRecord, RunRecord
+from belfry.core.records import RunRecord
 from belfry.core.states import ACTIVE_STATES, RunState
 from belfry.ports.store import Store
 from belfry.server.dependencies import NodeDep
@@ -65,11 +64,6 @@ class _Tails:
             del self._known[run_id]
 
 
-def _next_fire(job: JobRecord) -> tuple[datetime, str]:
-    assert job.next_fire_at is not None
-    return job.next_fire_at, str(job.key)
-
-
 def _readable(session: UiSession, group: str) -> bool:
     readable = session.principal.readable_groups()
     return readable is None or group in readable
@@ -87,15 +81,14 @@ async def _running(node: Node, session: UiSession, tails: _Tails) -> dict[str, A
 
 async def _overview(node: Node, session: UiSession) -> dict[str, Any]:
     groups = session.principal.readable_groups()
-    jobs = [job for job in await node.store.list_jobs() if _readable(session, job.key.group)]
-    upcoming = sorted(
-        (job for job in jobs if job.next_fire_at is not None and not job.paused), key=_next_fire
-    )[:_LIST_SIZE]
+    # Queries, not the job list: at 100,000 jobs reading them all blocked the server.
+    upcoming = await node.store.upcoming_jobs(groups=groups, limit=_LIST_SIZE)
+    paused, _ = await node.store.search_jobs(groups=groups, paused=True, limit=0)
     failures = await node.store.list_runs(states=_FAILURES, limit=_LIST_SIZE, groups=groups)
     skips = await node.store.list_runs(states=[RunState.SKIPPED], limit=_LIST_SIZE, groups=groups)
     return {
         "upcoming": upcoming,
-        "paused": sum(1 for job in jobs if job.paused),
+        "paused": paused,
         "failures": failures,
         "skips": skips,
         "cluster": await cluster_overview(node),

@@ -1,0 +1,78 @@
+"""The reader of ended runs that alerts and chains share, on real stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from belfry.adapters.store import SqlStore, open_store
+from belfry.core.jobs import JobSpec
+from belfry.core.records import JobWrite, NewRun, Transition
+from belfry.core.states import Actor, RunState
+from belfry.services.ended_runs import IDLE_STEP, OVERLAP, EndedRuns
+
+T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    opened = await open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _skipped_at(store: SqlStore, count: int, at: datetime) -> list[int]:
+    """``count`` runs of a new job that all end at the instant ``at`` (a group commit)."""
+    name = f"job-{at:%H%M%S}-{count}"
+    await store.apply_jobs(
+        [JobWrite(JobSpec(name=name, schedule="@daily", command="true"), T0)], [], T0
+    )
+    job = await store.get_job("default", name)
+    assert job is not None
+    made = await store.create_runs(
+        [NewRun(job.id, T0 + timedelta(minutes=n)) for n in range(count)], Actor.SCHEDULER, T0
+    )
+    changes = [
+        Transition(run.id, RunState.SKIPPED, frozenset({RunState.SCHEDULED}), Actor.SCHEDULER)
+        for run in made
+    ]
+    await store.transition(changes, at)
+    return [run.id for run in made]
+
+
+async def test_a_burst_larger_than_a_page_inside_the_overlap_is_read_past(
+    store: SqlStore,
+) -> None:
+    reader = EndedRuns(store, "test", batch=3, pass_limit=100)
+    burst = await _skipped_at(store, 10, T0)
+    ended, mark = await reader.read(T0 + timedelta(seconds=1))
+    # Ten runs ended at one instant: pages of 3 go on by id, each run read once.
+    assert [run.id for run in ended] == burst
+    await reader.advance(ended, mark, T0 + timedelta(seconds=1))
+    assert await store.get_mark("test") == T0
+    later = await _skipped_at(store, 4, T0 + timedelta(seconds=5))
+    ended, mark = await reader.read(T0 + timedelta(seconds=6))
+    # Within the overlap, the burst is read again (what a pass does is idempotent), then
+    # the new ones: nothing is stuck behind a full first page.
+    assert [run.id for run in ended] == burst + later
+    await reader.advance(ended, mark, T0 + timedelta(seconds=6))
+    assert await store.get_mark("test") == T0 + timedelta(seconds=5)
+
+
+async def test_the_mark_follows_time_in_steps_when_nothing_ends(store: SqlStore) -> None:
+    reader = EndedRuns(store, "test")
+    start = T0 + OVERLAP + IDLE_STEP
+    ended, mark = await reader.read(start)
+    assert ended == []
+    await reader.advance(ended, mark, start)
+    first = await store.get_mark("test")
+    assert first == start - OVERLAP
+    # A second later: no write (the mark is not a second-by-second heartbeat).
+    await reader.advance([], first, start + timedelta(seconds=1))
+    assert await store.get_mark("test") == first
+    await reader.advance([], first, start + IDLE_STEP)
+    assert await store.get_mark("test") == start + IDLE_STEP - OVERLAP
