@@ -13,8 +13,11 @@ With ``--workers K`` the server runs without its embedded worker and K ``belfry 
 processes on this machine run the jobs, over HTTP (issue 4); the summary then also names
 the highest rate measured with p99 under 1 s and nothing missed.
 
+With ``--profile DIR`` the server (and one worker) are sampled with py-spy over each window
+and a summary of where their CPU went is printed (``bench/hot_paths.py``).
+
 Usage: python bench/fire_latency.py [--jobs 10,100,500] [--seconds 10] [--db sqlite,postgresql]
-                                    [--workers K]
+                                    [--workers K] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import hot_paths  # noqa: E402 - py-spy sampling for --profile
 from tests.e2e.conftest import start_server  # noqa: E402 - reuse the e2e harness
 
 PG_ADMIN = os.environ.get(
@@ -181,7 +185,14 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.kill()
 
 
-def belfry(kind: str, jobs: int, seconds: int, workdir: Path, remote: int = 0) -> Result:
+def belfry(
+    kind: str,
+    jobs: int,
+    seconds: int,
+    workdir: Path,
+    remote: int = 0,
+    profile: Path | None = None,
+) -> Result:
     url, dbname = _database(kind, workdir)
     home = workdir / f"home-{kind}-{jobs}-{remote}"
     ledger = workdir / f"ledger-{kind}-{jobs}-{remote}.txt"
@@ -204,7 +215,19 @@ def belfry(kind: str, jobs: int, seconds: int, workdir: Path, remote: int = 0) -
         assert applied.returncode == 0, applied.stderr
         window_start = int(time.time()) + WARMUP
         window_end = window_start + seconds  # exclusive
+        samplers = []
+        if profile is not None:
+            # Sampled over the window: the server, and one worker when there are some.
+            time.sleep(max(0.0, window_start - time.time()))
+            pids = {"server": server.process.pid, **({"worker": workers[0].pid} if workers else {})}
+            for role, pid in pids.items():
+                out = profile / f"{kind}-{jobs}-{remote}-{role}.raw"
+                samplers.append((role, out, hot_paths.record(pid, seconds, out)))
         time.sleep(max(0.0, window_end + 3 - time.time()))
+        for role, out, sampler in samplers:
+            sampler.wait(timeout=60)
+            title = f"{kind}, {jobs} jobs/s, {remote} remote workers: {role}"
+            print(hot_paths.summarize(out, seconds).render(title) + "\n", file=sys.stderr)
         recorded = _recorded(server, window_start, window_end)
     finally:
         _stop_workers(workers)
@@ -262,7 +285,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--workers", type=int, default=0, help="remote worker processes")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the server (and a worker) with py-spy over each window; summaries on "
+        "stderr, samples kept in DIR",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     sizes = [int(n) for n in args.jobs.split(",")]
     kinds = args.db.split(",")
     results: list[Result] = []
@@ -272,7 +305,9 @@ def main() -> None:
             results.append(floor(jobs, args.seconds, workdir))
             print(f"measured floor N={jobs}", file=sys.stderr)
             for kind in kinds:
-                results.append(belfry(kind, jobs, args.seconds, workdir, args.workers))
+                results.append(
+                    belfry(kind, jobs, args.seconds, workdir, args.workers, args.profile)
+                )
                 print(f"measured {kind} N={jobs}", file=sys.stderr)
     header = ["what", "N/s", "expected", "missed", "dup", "recorded", "p50 ms", "p99 ms", "max ms"]
     print(
