@@ -84,8 +84,8 @@ from belfry.core.states import (
 __all__ = ["WRITE_OPTION", "SqlStore"]
 
 _FINAL = sorted(state.value for state in FINAL_STATES)
-# Jobs created or deleted by one apply past which the jobs table's statistics are renewed.
-_ANALYZE_AFTER = 1000
+# Jobs created or deleted by one apply past which the jobs table is vacuumed and analyzed.
+_VACUUM_AFTER = 1000
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
 _OCCURRENCE = ("job_id", "scheduled_for", "attempt", "target")
 # Rows per multi-row UPDATE: 6 parameters each stays far below SQLite's 32766 and
@@ -294,11 +294,12 @@ class SqlStore(
                 await self._replace_jobs(connection, replaces, now)
             if creates:
                 await self._create_jobs(connection, creates, now)
-        if self.kind == "postgresql" and len(creates) + len(delete_ids) >= _ANALYZE_AFTER:
-            # A big load changes the table's shape at once: without fresh statistics (until
-            # autovacuum comes by) PostgreSQL scanned 100,000 jobs for the few chained ones.
-            async with self._write() as connection:
-                await connection.execute(text("ANALYZE jobs"))
+        if self.kind == "postgresql" and len(creates) + len(delete_ids) >= _VACUUM_AFTER:
+            # A big load changes the table at once. Until autovacuum comes by, PostgreSQL
+            # lacks statistics (it scanned 100,000 jobs for the few chained ones) and a
+            # visibility map (the job list's count read the whole table, not its index).
+            async with self._read() as connection:  # autocommit: VACUUM runs outside BEGIN
+                await connection.execute(text("VACUUM ANALYZE jobs"))
 
     async def _write_calendars(
         self,
