@@ -44,23 +44,28 @@ async def _skipped_at(store: SqlStore, count: int, at: datetime) -> list[int]:
     return [run.id for run in made]
 
 
-async def test_a_burst_larger_than_a_page_inside_the_overlap_is_read_past(
-    store: SqlStore,
-) -> None:
-    reader = EndedRuns(store, "test", batch=3, pass_limit=100)
+async def test_each_ended_run_is_handed_out_once_even_in_a_burst(store: SqlStore) -> None:
+    reader = EndedRuns(store, "test", pass_limit=4)
     burst = await _skipped_at(store, 10, T0)
-    ended, mark = await reader.read(T0 + timedelta(seconds=1))
-    # Ten runs ended at one instant: pages of 3 go on by id, each run read once.
-    assert [run.id for run in ended] == burst
-    await reader.advance(ended, mark, T0 + timedelta(seconds=1))
+    handed: list[int] = []
+    # Ten runs ended at one instant, more than a pass takes: passes of 4, 4 and 2, each
+    # run once, though the overlap re-reads them all each time.
+    for size in (4, 4, 2):
+        now = T0 + timedelta(seconds=1)
+        ended, mark = await reader.read(now)
+        assert len(ended) == size
+        handed += [run.id for run in ended]
+        await reader.advance(ended, mark, now)
+    assert handed == burst
     assert await store.get_mark("test") == T0
-    later = await _skipped_at(store, 4, T0 + timedelta(seconds=5))
+    later = await _skipped_at(store, 3, T0 + timedelta(seconds=5))
     ended, mark = await reader.read(T0 + timedelta(seconds=6))
-    # Within the overlap, the burst is read again (what a pass does is idempotent), then
-    # the new ones: nothing is stuck behind a full first page.
-    assert [run.id for run in ended] == burst + later
+    assert [run.id for run in ended] == later
     await reader.advance(ended, mark, T0 + timedelta(seconds=6))
     assert await store.get_mark("test") == T0 + timedelta(seconds=5)
+    # A new reader (a new leader) hands the overlap out again: passes are idempotent.
+    ended, _ = await EndedRuns(store, "test").read(T0 + timedelta(seconds=7))
+    assert [run.id for run in ended] == burst + later
 
 
 async def test_the_mark_follows_time_in_steps_when_nothing_ends(store: SqlStore) -> None:

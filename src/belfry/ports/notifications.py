@@ -95,12 +95,13 @@ class NotificationStore(Protocol):
         """When an alert of ``kind`` about ``job`` was last enqueued for ``channel``."""
         ...
 
-    async def runs_finished_since(
-        self, since: datetime, limit: int, after_id: int | None = None
-    ) -> list[RunRecord]:
-        """Runs in a final state (skipped included) whose ``finished_at`` is at or after
-        ``since`` (with ``after_id``: after ``(since, after_id)``, for the next page), in
-        order of ``finished_at`` then id, at most ``limit``."""
+    async def ended_run_ids(self, since: datetime) -> list[int]:
+        """The ids of the runs in a final state (skipped included) whose ``finished_at`` is
+        at or after ``since``, in order of ``finished_at`` then id."""
+        ...
+
+    async def ended_runs(self, run_ids: Sequence[int]) -> list[RunRecord]:
+        """The runs with these ids, in order of ``finished_at`` then id."""
         ...
 
     async def previous_outcome(self, run: RunRecord) -> RunState | None:

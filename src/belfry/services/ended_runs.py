@@ -23,40 +23,42 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(seconds=30)
 # On its very first pass, a reader looks this far back (not at all history).
 FIRST_LOOK = timedelta(minutes=5)
-# Runs per query, and at most per pass (the rest is read by the next pass).
-BATCH = 500
-PASS_LIMIT = 5000
+# Runs handed to one pass at most (the rest go to the next pass).
+PASS_LIMIT = 2000
+# Seconds between the end of a pass and the next, however often it is woken.
+MIN_GAP = 0.2
 # With nothing ending, the mark follows time in steps this long: not a write every pass.
 IDLE_STEP = timedelta(minutes=1)
 
 
 class EndedRuns:
-    def __init__(
-        self, store: Store, mark: str, *, batch: int = BATCH, pass_limit: int = PASS_LIMIT
-    ) -> None:
+    def __init__(self, store: Store, mark: str, *, pass_limit: int = PASS_LIMIT) -> None:
         self._store = store
         self._mark_name = mark
-        self._batch = batch
         self._pass_limit = pass_limit
+        # The runs this reader handed out that are still inside the overlap (id -> end):
+        # each pass re-reads the overlap's ids, but reads and hands out only the others.
+        # (A new leader starts empty and hands the overlap out again: passes are
+        # idempotent.)
+        self._handed: dict[int, datetime] = {}
 
     async def read(self, now: datetime) -> tuple[list[RunRecord], datetime]:
-        """The runs that ended since the mark (and the overlap before it), in order of
-        their end, at most ``pass_limit``; and the mark, to give back to ``advance``.
-        Read page by page: more runs than a page may end within the overlap (a burst), and
-        a reader that re-read only its first page would never get past them."""
+        """The runs that ended since the mark (and the overlap before it) and were not
+        handed out yet, in order of their end, at most ``pass_limit``; and the mark, to
+        give back to ``advance``."""
         mark = await self._store.get_mark(self._mark_name) or now - FIRST_LOOK
-        ended = await self._store.runs_finished_since(mark - OVERLAP, self._batch)
-        page = ended
-        while len(page) == self._batch and len(ended) < self._pass_limit:
-            last = page[-1]
-            assert last.finished_at is not None
-            page = await self._store.runs_finished_since(last.finished_at, self._batch, last.id)
-            ended += page
-        return ended, mark
+        since = mark - OVERLAP
+        self._handed = {run_id: end for run_id, end in self._handed.items() if end >= since}
+        ids = await self._store.ended_run_ids(since)
+        fresh = [run_id for run_id in ids if run_id not in self._handed][: self._pass_limit]
+        return await self._store.ended_runs(fresh), mark
 
     async def advance(self, ended: list[RunRecord], mark: datetime, now: datetime) -> None:
-        """Move the mark past what ``read`` returned: to the last end read, or on with time
-        when nothing ended (in steps); written only when it moves."""
+        """After the pass handled ``ended``: move the mark to the last end handled, or on
+        with time when nothing ended (in steps); written only when it moves."""
+        for run in ended:
+            if run.finished_at is not None:
+                self._handed[run.id] = run.finished_at
         last = ended[-1].finished_at if ended else None
         if last is not None and last > mark:
             await self._store.set_mark(self._mark_name, last)
@@ -80,4 +82,7 @@ async def repeat_passes(
             log.warning("%s: %s", what, error)
         except Exception:
             log.exception("%s failed", what)
+        # Woken at every run's end, a pass still waits a little: under a burst it would
+        # otherwise run back to back.
+        await asyncio.sleep(MIN_GAP)
         await wakeup.wait(interval)

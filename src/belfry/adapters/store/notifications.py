@@ -37,6 +37,10 @@ __all__ = ["NotificationStore"]
 _NOT_OUTCOMES = (RunState.SKIPPED.value, RunState.KILLED.value)
 
 
+# The states of a run that has ended, as stored.
+_FINAL_NAMES = sorted(state.value for state in FINAL_STATES)
+
+
 class NotificationStore(SqlConnections):
     async def _write_alerting(
         self, connection: AsyncConnection, writes: AlertingWrites, now: datetime
@@ -209,30 +213,25 @@ class NotificationStore(SqlConnections):
             latest: datetime | None = await connection.scalar(statement)
         return latest
 
-    async def runs_finished_since(
-        self, since: datetime, limit: int, after_id: int | None = None
-    ) -> list[RunRecord]:
-        after = (
-            runs.c.finished_at >= since
-            if after_id is None
-            # A group commit ends a whole batch of runs at one instant: the id breaks ties.
-            else or_(
-                runs.c.finished_at > since,
-                and_(runs.c.finished_at == since, runs.c.id > after_id),
-            )
-        )
+    async def ended_run_ids(self, since: datetime) -> list[int]:
+        # Ids only: a reader re-reads its overlap every pass, and a burst puts thousands of
+        # runs in it; whole records are read for the ones it has not handled yet.
         statement = (
-            select(runs)
-            .where(after)
+            select(runs.c.id)
+            .where(runs.c.finished_at >= since, runs.c.state.in_(_FINAL_NAMES))
             .order_by(runs.c.finished_at, runs.c.id)
-            .limit(limit)
         )
         async with self._read() as connection:
-            return [
-                run_record(row)
-                for row in await connection.execute(statement)
-                if RunState(row.state) in FINAL_STATES
-            ]
+            return list((await connection.scalars(statement)).all())
+
+    async def ended_runs(self, run_ids: Sequence[int]) -> list[RunRecord]:
+        if not run_ids:
+            return []
+        statement = (
+            select(runs).where(runs.c.id.in_(set(run_ids))).order_by(runs.c.finished_at, runs.c.id)
+        )
+        async with self._read() as connection:
+            return [run_record(row) for row in await connection.execute(statement)]
 
     async def previous_outcome(self, run: RunRecord) -> RunState | None:
         if run.finished_at is None:
