@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:7711
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench bench-failover bench-scale chaos screenshots clean
+.PHONY: help run test lint format bench bench-failover bench-scale bench-history chaos screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ bench-failover: $(BIN)/.installed ## Failover time over 20 leader kills and 20 g
 bench-scale: $(BIN)/.installed ## 100,000 jobs on PostgreSQL: apply, start-up, RSS, idle CPU, a 1,000-run burst, API latency
 	@scripts/ensure-postgres.sh
 	$(BIN)/python bench/scale.py
+
+bench-history: $(BIN)/.installed ## 100,000 jobs, 10 million runs on PostgreSQL: seeding, sizes, job/runs API latency, firing while pruning
+	@scripts/ensure-postgres.sh
+	$(BIN)/python bench/history.py
 
 chaos: $(BIN)/.installed ## Fault injection for 30 min (>= 100 faults): duplicates, misses, early starts, failover times
 	@scripts/ensure-system-packages.sh
