@@ -27,7 +27,7 @@ test: $(BIN)/.installed ## Run the whole test suite (SQLite and PostgreSQL)
 	@# tests run in processes of their own; those that measure failover or clocks run
 	@# alone, last. Every part runs even when an earlier one failed.
 	@status=0; \
-	$(BIN)/pytest -n 4 --dist worksteal -m "not serial and not ui" || status=$$?; \
+	$(BIN)/pytest -n 4 --dist worksteal -m "not serial and not ui" --durations=25 || status=$$?; \
 	$(BIN)/pytest -n 3 --dist worksteal -m ui || status=$$?; \
 	$(BIN)/pytest -m serial || status=$$?; \
 	exit $$status
