@@ -124,20 +124,20 @@ def test_a_cluster_of_the_previous_release_upgrades_without_missing_an_occurrenc
     )
     try:
         cluster.start()  # the previous release migrates the empty database to its head
+        # Only the previous release's code stops there (this code would go on to head).
         assert _revision(cluster.db_url) == previous_head, f"{commit} is not the release before"
-        job_path = f"/api/v1/jobs/{JOBS[0].key}"
-        assert "drift" not in cluster.api("GET", job_path), "the servers run this code"
         time.sleep(CALM_SECONDS)
         cluster.code_env = {}  # from now on, servers start with this code
         restart = cluster.rolling_restart()
         cluster.wait_whole()
         assert _revision(cluster.db_url) == head
+        # Ready at head: each server's code knows this revision (the previous one's does
+        # not, and answers 503), so every server runs this code now.
         for port in cluster.server_ports:
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
         time.sleep(CALM_SECONDS)
         result = cluster.finish()
-        assert "drift" in cluster.api("GET", job_path), "the servers run the previous code"
         records = cluster.records()
     finally:
         cluster.close()
