@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.jobs import JobSpec
 from belfry.core.records import JobWrite, NewRun, Transition
 from belfry.core.states import Actor, RunState
 from belfry.services.ended_runs import IDLE_STEP, OVERLAP, EndedRuns
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _skipped_at(store: SqlStore, count: int, at: datetime) -> list[int]:

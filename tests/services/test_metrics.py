@@ -5,13 +5,12 @@ server)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.execution import Outcome
 from belfry.core.jobs import JobSpec
 from belfry.core.records import JobWrite, NewRun, Trigger
@@ -41,15 +40,6 @@ def samples(exposition: bytes) -> Samples:
 
 def value(found: Samples, name: str, **labels: str) -> float | None:
     return found.get((name, frozenset(labels.items())))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _add(store: SqlStore, name: str, cursor: datetime | None, **fields: object) -> int:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, event
 
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.jobs import JobKey, JobSpec
 from belfry.core.states import RunState
 from belfry.services.jobs import JobService
@@ -19,15 +17,6 @@ from tests.services.made_runs import ran
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _jobs(store: SqlStore, clock: FakeClock, **specs: dict[str, Any]) -> dict[str, int]:

@@ -3,14 +3,13 @@ state, and what a login does to accounts (on real SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.permissions import Role
 from belfry.services.accounts import AccountService
 from belfry.services.audit import AuditLog
@@ -223,15 +222,6 @@ def test_a_tampered_or_foreign_login_state_is_refused() -> None:
 
 
 # -- what a login does to accounts ----------------------------------------------------------
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 def _sso(store: SqlStore) -> tuple[SingleSignOn, AccountService, AuditLog]:
     clock = FakeClock(T0)
     accounts = AccountService(store, clock)

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, ColumnElement, Select, cast, false, func, literal, 
 
 from belfry.adapters.store.connections import SqlConnections
 from belfry.adapters.store.job_rows import job_record
+from belfry.adapters.store.newest_run import newest_run
 from belfry.adapters.store.schema import jobs, runs
 from belfry.core.records import JobRecord
 from belfry.core.states import RunState
@@ -50,15 +51,7 @@ class JobSearch(SqlConnections):
     ) -> tuple[int, list[JobRecord]]:
         conditions: list[ColumnElement[bool]] = self._searched(words)
         if latest_states is not None:
-            # Each job's newest run, one walk down (job_id, id): no run list is read.
-            newest_state = (
-                select(runs.c.state)
-                .where(runs.c.job_id == jobs.c.id)
-                .order_by(runs.c.id.desc())
-                .limit(1)
-                .correlate(jobs)
-                .scalar_subquery()
-            )
+            newest_state = newest_run(runs.c.state)
             conditions.append(newest_state.in_(sorted(state.value for state in latest_states)))
         if groups is not None:
             conditions.append(jobs.c.group.in_(set(groups)) if groups else false())

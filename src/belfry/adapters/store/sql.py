@@ -40,6 +40,7 @@ from belfry.adapters.store.connections import WRITE_OPTION
 from belfry.adapters.store.job_rows import job_record
 from belfry.adapters.store.job_search import JobSearch
 from belfry.adapters.store.maintenance import MaintenanceStore
+from belfry.adapters.store.newest_run import newest_run
 from belfry.adapters.store.notifications import NotificationStore
 from belfry.adapters.store.run_rows import run_record
 from belfry.adapters.store.schema import (
@@ -568,16 +569,8 @@ class SqlStore(
     async def latest_runs(self, job_ids: Sequence[int]) -> dict[int, RunRecord]:
         if not job_ids:
             return {}
-        # One walk down (job_id, id) per job, newest first, then the rows by primary key:
-        # max(id) ... GROUP BY job_id made PostgreSQL hash every run of the table.
-        newest = (
-            select(runs.c.id)
-            .where(runs.c.job_id == jobs.c.id)
-            .order_by(runs.c.id.desc())
-            .limit(1)
-            .correlate(jobs)
-            .scalar_subquery()
-        )
+        # Each job's newest run id, then those rows by primary key.
+        newest = newest_run(runs.c.id)
         async with self._read() as connection:
             found = await connection.scalars(select(newest).where(jobs.c.id.in_(set(job_ids))))
             run_ids = [run_id for run_id in found if run_id is not None]
