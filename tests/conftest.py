@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from belfry.adapters.store import open_store
+from belfry.adapters.store import SqlStore, open_store
 from tests.private_postgres import PrivatePostgres
 
 # Tests whose outcome depends on timing under faults (failover within seconds, clock skew,
@@ -200,6 +200,16 @@ def store_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    """A migrated store on SQLite, then on PostgreSQL, closed after the test."""
+    opened = await open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -125,32 +125,15 @@ def _db_url(server: Belfry) -> str:
     return str(args[args.index("--db") + 1])
 
 
-def _user_token(server: Belfry, user: str, grants: dict[str, str]) -> str:
-    server.api("POST", "/api/v1/users", json={"name": user, "password": PASSWORD})
-    for group, role in grants.items():
-        server.api("PUT", f"/api/v1/grants/{user}/{group}", json={"role": role})
-    with httpx.Client(base_url=server.url, timeout=30) as browser:
-        login = browser.post("/api/v1/login", json={"name": user, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        made = browser.post(
-            "/api/v1/tokens",
-            json={"name": "prometheus"},
-            headers={"X-CSRF-Token": login.json()["csrf_token"]},
-        )
-        assert made.status_code == 201, made.text
-        token: str = made.json()["token"]
-        return token
-
-
 def test_metrics_need_a_reader_of_every_group_unless_public(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     server = start_server(tmp_path / "home", sqlite_url, "--no-worker")
     try:
-        everything = _user_token(server, "prometheus", {"*": "viewer"})
+        everything = server.user_token("prometheus", {"*": "viewer"}, PASSWORD)
         assert _scrape(server, everything).status_code == 200
         # The per-job series name every group's jobs: a viewer of one group may not.
-        some = _user_token(server, "webdev", {"web": "viewer"})
+        some = server.user_token("webdev", {"web": "viewer"}, PASSWORD)
         refused = _scrape(server, some)
         assert refused.status_code == 403
         assert "may not read every group" in refused.json()["detail"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.jobs import JobSpec
 from belfry.core.records import JobRecord, JobWrite
 
@@ -17,15 +17,6 @@ AddJob = Callable[..., Awaitable[JobRecord]]
 
 def _spec(name: str = "job", group: str = "default", **fields: Any) -> JobSpec:
     return JobSpec(name=name, group=group, schedule="* * * * *", command="true", **fields)
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
