@@ -4,8 +4,8 @@ Real processes only: ``belfry server --no-worker`` (three, each its own port and
 sharing one database), two ``belfry worker`` given all three server URLs, and a PostgreSQL
 cluster of the harness's own (``tests.private_postgres``) that it may restart or crash.
 The chaos jobs fire every second or two and append a ledger line as their command starts
-(``tests.chaos.checker`` reads it), then sleep a little so a killed worker catches runs
-in flight.
+(``tests.chaos.checker`` reads it), print ``run RUN_ID by WORKER`` (their output, for
+tests to read back), then sleep a little so a killed worker catches runs in flight.
 
 Each fault is a method that injects it, waits for the cluster to be whole again, and
 returns a ``Fault`` record; leader faults also measure how long until another server is
@@ -51,6 +51,7 @@ __all__ = [
     "ChaosError",
     "ChaosResult",
     "Fault",
+    "expected_output",
     "private_chaos_cluster",
 ]
 
@@ -65,6 +66,8 @@ DEFAULT_JOBS = (
 # How long a chaos command runs after writing its ledger line: long enough that a worker
 # killed a little after a whole second has runs in flight.
 RUN_SECONDS = 0.3
+# What a chaos command prints after its ledger line: ``expected_output`` of its run.
+OUTPUT_COMMAND = 'echo "run $BELFRY_RUN_ID by $CHAOS_WORKER"'
 # The leader's lease (belfry.services.leadership): a zombie pause must outlast it.
 LEASE_SECONDS = 3.0
 # How long the harness waits for a new leader, a server or a worker before giving up.
@@ -162,6 +165,11 @@ class _WorkerSlot:
         return self.process is not None and self.process.poll() is None
 
 
+def expected_output(run_id: int, worker: str) -> str:
+    """The whole output of chaos run ``run_id`` run by ``worker`` (``OUTPUT_COMMAND``)."""
+    return f"run {run_id} by {worker}\n"
+
+
 def _progress(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
@@ -243,6 +251,13 @@ class ChaosCluster:
         token: str = json.loads(done.stdout)["token"]
         return token
 
+    def add_worker(self, name: str) -> None:
+        """Start one more worker, ``name``, on the code of ``code_env`` as it is now (e.g.
+        this release's beside the previous release's workers)."""
+        worker = _WorkerSlot(name)
+        self._workers.append(worker)
+        self._start_worker(worker)
+
     def _start_worker(self, worker: _WorkerSlot) -> None:
         worker.log = self.workdir / f"{worker.name}.{worker.starts}.log"
         servers = ",".join(slot.url for slot in self._servers)
@@ -274,7 +289,7 @@ class ChaosCluster:
         command = (
             'echo "$BELFRY_JOB $BELFRY_SCHEDULED_FOR $CHAOS_HOST $CHAOS_WORKER $$ '
             f'$(date +%s.%N) $BELFRY_ATTEMPT $BELFRY_RUN_ID" >> {self.ledger_path}; '
-            f"sleep {RUN_SECONDS}"
+            f"{OUTPUT_COMMAND}; sleep {RUN_SECONDS}"
         )
         self.apply([job.spec(command) for job in self.jobs])
         self.applied_at = time.time()
@@ -388,6 +403,11 @@ class ChaosCluster:
                 return records
             params["before"] = min(record["id"] for record in page)
 
+    def output(self, run_id: int) -> str:
+        """Run ``run_id``'s output as the API returns it (every stream, in order)."""
+        page = self.api("GET", f"/api/v1/runs/{run_id}/output", params={"limit": 10000})
+        return "".join(chunk["data"] for chunk in page["chunks"])
+
     @property
     def worker_kills(self) -> list[WorkerKill]:
         return [WorkerKill(f.target, f.at) for f in self.faults if f.kind == "kill_worker"]
@@ -413,7 +433,8 @@ class ChaosCluster:
                 raise ChaosError(f"server :{slot.port} is down:\n{self.server_log_tail(slot)}")
         for worker in self._workers:
             if not worker.alive:
-                raise ChaosError(f"worker {worker.name} is down")
+                tail = worker.log.read_text()[-3000:] if worker.log is not None else ""
+                raise ChaosError(f"worker {worker.name} is down:\n{tail}")
         self.leader()
 
     def server_log_tail(self, slot: _ServerSlot, size: int = 3000) -> str:

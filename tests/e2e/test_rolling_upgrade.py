@@ -3,19 +3,21 @@
 The previous release is this repository at the commit before the one that added the
 newest migration (its code, taken out with ``git archive``, run through PYTHONPATH on the
 same dependencies). A cluster of it (two servers, one worker) starts on an empty database
-and migrates it to its own head; jobs fire every second. Then each server in turn gets
-SIGTERM and is started again with this code (a deploy): the first one migrates the
-database while the other, still the previous release, keeps running on the new schema;
-the worker stays the previous release throughout, so it runs jobs for servers of both
-versions. Every occurrence must fire exactly once, never early, across all of it
-(``tests.chaos.checker`` judges the ledger).
+and migrates it to its own head; jobs fire every second. A worker of this code joins it
+first (workers are upgraded "any order, any time") and runs occurrences the previous
+release's servers hand out. Then each server in turn gets SIGTERM and is started again
+with this code (a deploy): the first one migrates the database while the other, still the
+previous release, keeps running on the new schema; the first worker stays the previous
+release throughout, so both workers run jobs for servers of both versions. Every
+occurrence must fire exactly once, never early, across all of it (``tests.chaos.checker``
+judges the ledger), and the runs the new worker took from the old servers are recorded
+succeeded, with their output.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -27,20 +29,28 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 from belfry.adapters.store.factory import MIGRATIONS_DIR, VERSION_TABLE, driver_url
-from tests.chaos.checker import ChaosJob
-from tests.chaos.cluster import ChaosCluster
+from belfry.services.runs import PREPARE_AHEAD
+from tests.chaos.checker import ChaosJob, LedgerLine
+from tests.chaos.cluster import PATIENCE, ChaosCluster, expected_output
 from tests.private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
 
 _REPO = Path(__file__).resolve().parents[2]
 
-# Calm seconds before and after the restarts, so the checker sees firing on both sides.
+# Calm seconds before and after the restarts (at least), so the checker sees firing on both
+# sides.
 CALM_SECONDS = 4.0
 JOBS = (
     ChaosJob("tick-all", misfire="run_all", misfire_max=1000),
     ChaosJob("tick-once", misfire="run_once"),
 )
+# The previous release's worker (``ChaosCluster`` names it), and one of this code that
+# joins before the servers are upgraded.
+OLD_WORKER = "chaos-worker-0"
+NEW_WORKER = "chaos-worker-new"
+# Runs the new worker must have started for the previous release's servers.
+NEW_WORKER_RUNS = 2
 
 
 def _config() -> Config:
@@ -126,8 +136,16 @@ def test_a_cluster_of_the_previous_release_upgrades_without_missing_an_occurrenc
         cluster.start()  # the previous release migrates the empty database to its head
         # Only the previous release's code stops there (this code would go on to head).
         assert _revision(cluster.db_url) == previous_head, f"{commit} is not the release before"
-        time.sleep(CALM_SECONDS)
-        cluster.code_env = {}  # from now on, servers start with this code
+        calm_until = time.time() + CALM_SECONDS
+        cluster.code_env = {}  # from now on, workers and servers start with this code
+        cluster.add_worker(NEW_WORKER)  # a worker upgraded before any server
+        # Which worker claims an occurrence is a race between their long polls: wait.
+        cluster.wait_until(
+            lambda: len(_lines_of(cluster, NEW_WORKER)) >= NEW_WORKER_RUNS,
+            f"{NEW_WORKER} to run {NEW_WORKER_RUNS} occurrences for the previous release",
+            PATIENCE,
+        )
+        time.sleep(max(0.0, calm_until - time.time()))
         restart = cluster.rolling_restart()
         cluster.wait_whole()
         assert _revision(cluster.db_url) == head
@@ -136,9 +154,21 @@ def test_a_cluster_of_the_previous_release_upgrades_without_missing_an_occurrenc
         for port in cluster.server_ports:
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
-        time.sleep(CALM_SECONDS)
+        # Both workers serve the new servers: each runs an occurrence that could not be
+        # handed out before the last server of the previous release had stopped.
+        upgraded = restart.ended + PREPARE_AHEAD.total_seconds()
+        cluster.wait_until(
+            lambda: {OLD_WORKER, NEW_WORKER} <= _workers_of(cluster, after=upgraded),
+            "both workers to run occurrences handed out by the upgraded servers",
+            PATIENCE,
+        )
+        time.sleep(max(0.0, restart.ended + CALM_SECONDS - time.time()))
         result = cluster.finish()
-        records = cluster.records()
+        records = {run["id"]: run for runs in cluster.records().values() for run in runs}
+        # The new worker's runs that the previous release's servers handed out: they
+        # started before the first server was stopped.
+        served_old = [line for line in _lines_of(cluster, NEW_WORKER) if line.start < restart.at]
+        outputs = {line.run_id: cluster.output(line.run_id) for line in served_old}
     finally:
         cluster.close()
     print(f"\nrolling upgrade from {commit[:10]}:\n{result.render()}")
@@ -150,17 +180,24 @@ def test_a_cluster_of_the_previous_release_upgrades_without_missing_an_occurrenc
     assert report.ok, "an occurrence ran twice, early, or neither ran nor has a record"
     # A SIGTERM hands over at once: nothing should even need a documented skip.
     assert report.documented == [], "an occurrence was skipped across a graceful restart"
-    # The previous release's worker (never restarted) ran on: it served the new servers.
-    [worker_log] = (tmp_path / "cluster").glob("chaos-worker-0.*.log")
-    started_after = [
-        run
-        for runs in records.values()
-        for run in runs
-        if run["started_at"] and _epoch(run["started_at"]) > restart.at + 1
-    ]
-    assert started_after, f"no run started after the upgrade:\n{worker_log.read_text()[-2000:]}"
-    assert {run["worker"] for run in started_after} == {"chaos-worker-0"}
+    # A worker of this code served the previous release's servers: what it ran for them
+    # is recorded as a user reads it (GET /api/v1/runs, .../output).
+    assert len(served_old) >= NEW_WORKER_RUNS
+    for line in served_old:
+        run = records[line.run_id]
+        assert (run["worker"], run["state"], run["exit_code"]) == (NEW_WORKER, "succeeded", 0), (
+            f"run {line.run_id} of {NEW_WORKER}, handed out by the previous release: {run}"
+        )
+        assert outputs[line.run_id] == expected_output(line.run_id, NEW_WORKER), (
+            f"the output of run {line.run_id} of {NEW_WORKER}, handed out by the previous release"
+        )
 
 
-def _epoch(instant: str) -> float:
-    return datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp()
+def _lines_of(cluster: ChaosCluster, worker: str) -> list[LedgerLine]:
+    """The ledger lines of the runs ``worker`` started."""
+    return [line for line in cluster.ledger()[0] if line.worker == worker]
+
+
+def _workers_of(cluster: ChaosCluster, after: float) -> set[str]:
+    """The workers that started an occurrence due after ``after`` (epoch seconds)."""
+    return {line.worker for line in cluster.ledger()[0] if line.scheduled_for > after}
