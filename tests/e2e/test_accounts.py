@@ -1,12 +1,15 @@
 """Accounts on a real server: the first admin, logins and their throttle, users and grants
-through the CLI, tokens that expire or are revoked, disabled users, the audit trail."""
+through the CLI, tokens that expire or are revoked, disabled users, the audit trail of
+every action, admin tokens made on the server host, secrets stored only as hashes."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,9 @@ def _get(server: Belfry, path: str, token: str) -> httpx.Response:
     return httpx.get(server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
-def test_the_first_admin_gets_a_random_password_in_a_private_file(server: Belfry) -> None:
+def test_the_first_admin_gets_a_random_password_in_a_private_file(
+    server: Belfry, sqlite_url: str
+) -> None:
     path = server.home / "admin-password"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     password = path.read_text().strip()
@@ -66,6 +71,23 @@ def test_the_first_admin_gets_a_random_password_in_a_private_file(server: Belfry
     assert "httponly" in cookie and "samesite=strict" in cookie
     # A fresh server refuses anonymous calls.
     assert httpx.get(server.url + "/api/v1/jobs", timeout=30).status_code == 401
+
+    # The first start prints the password and token that are in the files, once: a restart
+    # on the same database prints neither (its log is read once it stopped and flushed).
+    token = server.token
+    server.stop()
+    first_start = server.log_path.read_text()
+    assert f"first login: admin / {password}" in first_start
+    assert token in first_start
+    again = start_server(server.home, sqlite_url, "--no-worker")
+    try:
+        assert _login(again, "admin", password).status_code == 200  # the same admin
+    finally:
+        again.stop()
+    restart = again.log_path.read_text()
+    assert f"serving at {again.url}" in restart
+    assert password not in restart and token not in restart
+    assert "first login" not in restart and "first admin token" not in restart
 
 
 def test_failed_logins_are_throttled_and_audited(server: Belfry) -> None:
@@ -197,3 +219,115 @@ def test_token_commands_through_the_server(server: Belfry) -> None:
     assert other.returncode == 1 and "no such token" in other.stderr
     every = json.loads(server.cli("token", "list", "--output", "json").stdout)
     assert {t["role"] for t in every} == {"admin", "worker", "user"}
+
+
+def test_every_action_is_audited_with_its_actor_target_and_address(
+    server: Belfry, tmp_path: Path
+) -> None:
+    ops = {"BELFRY_TOKEN": server.user_token("ops", {}, PASSWORD)}
+    server.api("PATCH", "/api/v1/users/ops", json={"global_admin": True})
+    server.api("POST", "/api/v1/users", json={"name": "leaver", "password": PASSWORD})
+    server.apply(
+        tmp_path,
+        """
+        calendars:
+          - {name: old-holidays, timezone: UTC, dates: [2027-12-24]}
+        channels:
+          - {name: old-pager, webhook: {url: "http://127.0.0.1:9/hook"}}
+        jobs:
+          - {name: invoices, group: billing, schedule: "@hourly", command: "true"}
+        """,
+    )
+
+    def as_ops(*args: str, input_text: str | None = None) -> str:
+        done = server.cli(*args, env=ops, input_text=input_text)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    # The server has no worker: the triggered run waits, and the kill cancels it.
+    run_id = json.loads(as_ops("run", "billing/invoices", "--output", "json"))["id"]
+    as_ops("kill", str(run_id))
+    as_ops("pause", "billing/invoices", "--note", "audit")
+    as_ops("resume", "billing/invoices")
+    now = datetime.now(UTC)
+    as_ops(
+        "backfill",
+        "billing/invoices",
+        "--from",
+        (now - timedelta(hours=3)).isoformat(),
+        "--to",
+        (now - timedelta(hours=1)).isoformat(),
+    )
+    as_ops("maintenance", "on", "--note", "audit")
+    as_ops("maintenance", "off")
+    as_ops("users", "password", "leaver", "--password-stdin", input_text=PASSWORD + "!")
+    as_ops("users", "delete", "leaver")
+    as_ops("calendar", "delete", "old-holidays")
+    as_ops("channel", "delete", "old-pager")
+    made = json.loads(as_ops("token", "create", "--name", "short-lived", "--output", "json"))
+    as_ops("token", "revoke", str(made["id"]))
+
+    trail = json.loads(
+        server.cli("audit", "--actor", "ops", "--limit", "1000", "--output", "json").stdout
+    )
+    audited = {
+        (entry["action"], entry["target"])
+        for entry in trail
+        if (entry["actor"], entry["address"]) == ("ops", "127.0.0.1")
+    }
+    expected = {
+        ("job.run", "billing/invoices"),
+        ("run.kill", f"run {run_id} (billing/invoices)"),
+        ("job.pause", "billing/invoices"),
+        ("job.resume", "billing/invoices"),
+        ("job.backfill", "billing/invoices"),
+        ("maintenance.on", "*"),
+        ("maintenance.off", "*"),
+        ("user.password", "leaver"),
+        ("user.delete", "leaver"),
+        ("calendar.delete", "old-holidays"),
+        ("channel.delete", "old-pager"),
+        ("token.create", f"token {made['id']} (short-lived)"),
+        ("token.revoke", f"token {made['id']}"),
+    }
+    missing = expected - audited
+    assert not missing, f"not audited as ops from 127.0.0.1: {sorted(missing)}"
+
+
+def test_an_admin_token_made_on_the_server_host_works_and_no_secret_is_stored_in_clear(
+    server: Belfry, sqlite_url: str
+) -> None:
+    made = server.cli("token", "create", "--db", sqlite_url, "--name", "rescue", "-o", "json")
+    assert made.returncode == 0, made.stderr
+    rescue = json.loads(made.stdout)
+    assert rescue["role"] == "admin"
+    # Only a global admin may create users.
+    created = httpx.post(
+        server.url + "/api/v1/users",
+        json={"name": "carol", "password": PASSWORD},
+        headers={"Authorization": f"Bearer {rescue['token']}"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    listed = server.cli("users", "list", "-o", "json", env={"BELFRY_TOKEN": rescue["token"]})
+    assert "carol" in [user["name"] for user in json.loads(listed.stdout)]
+    # Made past the API, it is audited all the same.
+    [entry] = server.api("GET", "/api/v1/audit", params={"action": "token.create"})
+    assert (entry["actor"], entry["target"]) == ("belfry", f"token {rescue['id']} (rescue)")
+    assert entry["after"]["role"] == "admin"
+
+    # The database keeps hashes only: of this token, the first admin's, a user's, and of
+    # the passwords.
+    user_token = server.user_token("dora", {}, PASSWORD)
+    admin_password = (server.home / "admin-password").read_text().strip()
+    tokens = [rescue["token"], server.token, user_token]
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as database:
+        # Every table and column: tokens, users, sessions, the audit log.
+        everything = "\n".join(database.iterdump())
+        assert len(database.execute("SELECT * FROM tokens").fetchall()) == len(tokens)
+        hashes = dict(database.execute("SELECT name, password_hash FROM users").fetchall())
+    assert all(token.startswith("bfy_") for token in tokens)
+    for secret in [*(token.removeprefix("bfy_") for token in tokens), PASSWORD, admin_password]:
+        assert secret not in everything
+    assert set(hashes) == {"admin", "carol", "dora"}
+    assert all(stored.startswith("$argon2") for stored in hashes.values()), hashes

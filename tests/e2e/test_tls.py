@@ -1,6 +1,7 @@
 """TLS end to end: a real `belfry server` on HTTPS with a certificate from a throwaway CA,
-real `belfry worker` processes that trust that CA (``--ca``) or not, and the CLI's one-line
-errors for TLS files that are missing, unreadable or do not belong together.
+real `belfry worker` processes that trust that CA (``--ca``) or not, session cookies that
+are Secure over HTTPS (served here, or ended by a trusted reverse proxy), and the CLI's
+one-line errors for TLS files that are missing, unreadable or do not belong together.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.e2e.conftest import BELFRY, Belfry, free_port
+from tests.e2e.conftest import BELFRY, Belfry, free_port, start_server
 from tests.e2e.fleet import Fleet
 
 pytestmark = pytest.mark.e2e
@@ -181,7 +182,7 @@ def _no_inherited_trust(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fleet(sqlite_url: str, tmp_path: Path, pki: Pki) -> Iterator[Fleet]:
+def tls_server(sqlite_url: str, tmp_path: Path, pki: Pki) -> Iterator[TlsBelfry]:
     server = start_tls_server(
         tmp_path / "home",
         sqlite_url,
@@ -192,12 +193,19 @@ def fleet(sqlite_url: str, tmp_path: Path, pki: Pki) -> Iterator[Fleet]:
         "--tls-key",
         str(pki.key),
     )
-    crew = Fleet(server, sqlite_url, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fleet(tls_server: TlsBelfry, sqlite_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    crew = Fleet(tls_server, sqlite_url, tmp_path)
     try:
         yield crew
     finally:
         crew.close()
-        server.stop()
 
 
 def test_a_worker_trusting_the_ca_runs_jobs_over_https(
@@ -271,6 +279,89 @@ def test_the_server_takes_tls_files_from_its_config(
         server.stop()
 
 
+def _admin_login(
+    server: Belfry, client: httpx.Client, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    password = (server.home / "admin-password").read_text().strip()
+    login = client.post(
+        server.url + "/api/v1/login",
+        json={"name": "admin", "password": password},
+        headers=headers,
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    return login
+
+
+def _session_cookie(response: httpx.Response) -> dict[str, str]:
+    """The attributes of the session cookie the response sets, as a browser reads them
+    (names lower-cased; a flag's value is empty)."""
+    [cookie] = [
+        header
+        for header in response.headers.get_list("set-cookie")
+        if header.startswith("belfry_session=")
+    ]
+    _, *attributes = cookie.split(";")
+    return {
+        name.strip().lower(): value.strip().lower()
+        for name, _, value in (attribute.partition("=") for attribute in attributes)
+    }
+
+
+def _login_addresses(server: Belfry) -> list[str]:
+    """Where the audit log says the logins came from, oldest first."""
+    logins = server.api("GET", "/api/v1/audit", params={"action": "login"})
+    return [entry["address"] for entry in reversed(logins) if entry["action"] == "login"]
+
+
+# What a reverse proxy that ended TLS for a client at 203.0.113.7 adds to the request.
+_FORWARDED_FROM_HTTPS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+
+
+def test_a_login_over_https_gets_a_secure_httponly_strict_cookie(tls_server: TlsBelfry) -> None:
+    trust = ssl.create_default_context(cafile=str(tls_server.ca))
+    with httpx.Client(verify=trust) as browser:
+        cookie = _session_cookie(_admin_login(tls_server, browser))
+        assert "secure" in cookie and "httponly" in cookie
+        assert cookie["samesite"] == "strict"
+        # The browser sends it back over HTTPS, and it is a session.
+        assert browser.get(tls_server.url + "/api/v1/me").json()["name"] == "admin"
+
+
+def test_behind_a_trusted_proxy_that_ends_tls_the_cookie_is_secure(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # The proxy is 127.0.0.2 (all of 127/8 is loopback): from 127.0.0.1 the same headers
+    # are anyone's forgery.
+    server = start_server(
+        tmp_path / "home", sqlite_url, "--no-worker", "--forwarded-allow-ips", "127.0.0.2"
+    )
+    try:
+        proxy = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=proxy) as through_proxy:
+            cookie = _session_cookie(_admin_login(server, through_proxy, _FORWARDED_FROM_HTTPS))
+        assert "secure" in cookie and "httponly" in cookie and cookie["samesite"] == "strict"
+        with httpx.Client() as forger:
+            forged = _session_cookie(_admin_login(server, forger, _FORWARDED_FROM_HTTPS))
+        assert "secure" not in forged
+        # The audit log has the client the proxy speaks for, and the forger's own address.
+        assert _login_addresses(server) == ["203.0.113.7", "127.0.0.1"]
+    finally:
+        server.stop()
+
+
+def test_a_server_believes_no_proxy_headers_by_default(sqlite_url: str, tmp_path: Path) -> None:
+    # Uvicorn alone would believe them from 127.0.0.1: Belfry trusts only proxies it is given.
+    server = start_server(tmp_path / "home", sqlite_url, "--no-worker")
+    try:
+        with httpx.Client() as forger:
+            cookie = _session_cookie(_admin_login(server, forger, _FORWARDED_FROM_HTTPS))
+        assert "secure" not in cookie
+        assert _login_addresses(server) == ["127.0.0.1"]
+    finally:
+        server.stop()
+
+
 def _belfry(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BELFRY_HOME": str(tmp_path / "home"), "BELFRY_TOKEN": "bfy_x"}
     return subprocess.run(
@@ -290,6 +381,10 @@ def _belfry(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["server", "--config", "{config}"], "belfry.yaml: tls_key: required with"),
         (["worker", "--server", "https://127.0.0.1:1", "--ca", "nope.pem"], "--ca: cannot read"),
         (["worker", "--server", "https://127.0.0.1:1", "--ca", "{key}"], "--ca: "),
+        (
+            ["server", "--forwarded-allow-ips", "10.0.0.5,proxy.internal"],
+            "--forwarded-allow-ips: 'proxy.internal' is not an IP address or network",
+        ),
     ],
 )
 def test_tls_mistakes_are_one_line_and_exit_2(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -41,6 +42,7 @@ _CONFIG_KEYS = {
     "metrics_public",
     "tls_cert",
     "tls_key",
+    "forwarded_allow_ips",
     "max_request_bytes",
     "secret_key_file",
     "oidc",
@@ -99,6 +101,38 @@ def _path_setting(
     if not isinstance(value, str) or not value:
         raise CliError(f"{config}: {key}: expected a file path, got {value!r}", EXIT_BAD_INPUT)
     return Path(value), f"{config}: {key}"
+
+
+def _forwarded_allow_ips(
+    option: str | None, values: dict[str, Any], config: Path | None
+) -> tuple[str, ...]:
+    """The proxies to believe, from the option (comma-separated) or the config (a list or a
+    comma-separated string). Each must be an IP address or network: uvicorn would take
+    anything else as a name no client ever has, and trust nobody without a word."""
+    label = "--forwarded-allow-ips"
+    value: Any = option
+    if option is None:
+        label, value = f"{config}: forwarded_allow_ips", values.get("forwarded_allow_ips")
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise CliError(
+            f"{label}: expected addresses or networks, e.g. 10.0.0.5,10.1.0.0/16, got {value!r}",
+            EXIT_BAD_INPUT,
+        )
+    proxies = []
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        try:
+            proxies.append(str(ipaddress.ip_network(item)))
+        except ValueError:
+            raise CliError(
+                f"{label}: {item!r} is not an IP address or network (e.g. 10.1.0.0/16)",
+                EXIT_BAD_INPUT,
+            ) from None
+    return tuple(proxies)
 
 
 def _max_request_bytes(value: Any, label: str) -> int:
@@ -193,6 +227,13 @@ def register(app: typer.Typer) -> None:
         tls_key: Annotated[
             Path | None, typer.Option(help="The private key (PEM, unencrypted) of --tls-cert.")
         ] = None,
+        forwarded_allow_ips: Annotated[
+            str | None,
+            typer.Option(
+                help="Reverse proxies (addresses or networks, comma-separated) whose "
+                "X-Forwarded-Proto/-For are believed [default: none]"
+            ),
+        ] = None,
         secret_key_file: Annotated[
             Path | None,
             typer.Option(
@@ -226,6 +267,7 @@ def register(app: typer.Typer) -> None:
             values.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
             f"{config}: max_request_bytes",
         )
+        proxies = _forwarded_allow_ips(forwarded_allow_ips, values, config)
         # What only a server needs is imported here: every other command starts faster.
         from belfry.cli.alert_config import notifier_settings, smtp_settings
         from belfry.server.settings import Settings
@@ -249,6 +291,7 @@ def register(app: typer.Typer) -> None:
             metrics_public=_flag(values, "metrics_public", config),
             tls_cert=cert,
             tls_key=key,
+            forwarded_allow_ips=proxies,
             max_request_bytes=max_request_bytes,
             secret_key_file=secret_file,
             oidc=_oidc(values.get("oidc"), config),
@@ -383,7 +426,9 @@ async def _create_token(
 
     from belfry.adapters.clock import SystemClock
     from belfry.adapters.store import open_store
+    from belfry.core.records import SERVER_ACTOR
     from belfry.services.accounts import AccountError
+    from belfry.services.audit import AuditLog
     from belfry.services.tokens import TokenService
 
     try:
@@ -394,9 +439,24 @@ async def _create_token(
         expires = None
         if expires_in_days is not None:
             expires = datetime.now(UTC) + timedelta(days=expires_in_days)
-        return await TokenService(store, SystemClock()).create(
+        clock = SystemClock()
+        secret, record = await TokenService(store, clock).create(
             name, role, pools, expires_at=expires
         )
+        # Made past the API, by whoever can reach the database: the audit log must still
+        # show that an admin or worker token appeared.
+        await AuditLog(store, clock).record(
+            SERVER_ACTOR,
+            "token.create",
+            target=f"token {record.id} ({record.name})",
+            after={
+                "role": record.role,
+                "pools": record.pools,
+                "expires_at": record.expires_at,
+                "via": "belfry token create --db",
+            },
+        )
+        return secret, record
     except AccountError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     finally:

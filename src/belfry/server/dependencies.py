@@ -138,7 +138,8 @@ def require_global_admin(caller: Principal) -> None:
 
 
 def set_session_cookie(response: Response, request: Request, value: str) -> None:
-    """The browser session's cookie: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    """The browser session's cookie: HttpOnly, SameSite=Strict, Secure over HTTPS (served
+    here, or ended by a trusted proxy that says so in X-Forwarded-Proto)."""
     response.set_cookie(
         SESSION_COOKIE,
         value,
@@ -151,5 +152,6 @@ def set_session_cookie(response: Response, request: Request, value: str) -> None
 
 
 def address_of(request: Request) -> str | None:
-    """The caller's address as this server sees it (proxies' headers are not trusted)."""
+    """The caller's address: the connection's peer, or the client a trusted proxy
+    (``forwarded_allow_ips``) names in X-Forwarded-For; nobody else's headers count."""
     return request.client.host if request.client else None

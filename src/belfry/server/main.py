@@ -52,6 +52,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         # Checked by the CLI before the node opens (both or neither, readable, a pair).
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
+        # Uvicorn would believe X-Forwarded-* from 127.0.0.1 (or $FORWARDED_ALLOW_IPS):
+        # here only from the proxies the settings name, and from nobody by default.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
     )
     server = _Server(config, node.begin_shutdown)
     announce(f"Belfry {__version__} serving at {settings.public_url}")

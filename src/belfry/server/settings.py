@@ -49,6 +49,10 @@ class Settings:
     # Serve HTTPS with this certificate chain and private key (PEM); both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto and X-Forwarded-For
+    # are believed: behind one that ends TLS, a login's cookie is then Secure and the audit
+    # log has the client's address. Empty: nobody's headers count (anyone could send them).
+    forwarded_allow_ips: tuple[str, ...] = ()
     # Request bodies larger than this are refused with 413 before they are read whole.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     # The key that seals jobs' secret env values (None: secret.key in state_dir, created at
