@@ -5,8 +5,10 @@ Starts a throwaway ``belfry server`` (SQLite, embedded worker) in a temporary di
 applies ``examples/jobs.yaml`` and a few more jobs (one failing, alerting through a
 webhook to a receiver on loopback), runs some of them, logs in with Playwright driving
 Debian's chromium and saves each page in the light and the dark colour scheme, plus two
-at a phone's width. A page that does not render yet is captured as it is (its status is
-printed).
+at a phone's width. Some pages are shown in use (``SCENES``): the apply page with a
+preview, the backfill page with a preview and its confirmation open, the crontab
+importer with a conversion, the maintenance page with a window in force and the start
+form open. A page that does not render yet is captured as it is (its status is printed).
 
     .venv/bin/python scripts/ui-screenshots.py [--out docs/screenshots] [--chromium PATH]
 """
@@ -19,11 +21,13 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the e2e tests' server helper, reused as it is
@@ -138,14 +142,63 @@ def log_in(page: Page, server: Belfry) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def shoot(page: Page, url: str, path: Path) -> None:
+# Pasted on the crontab page and converted.
+CRONTAB = """\
+MAILTO=ops@example.com
+CRON_TZ=Europe/Berlin
+# nightly backup of the ledger database
+30 2 * * * /usr/local/bin/backup --db ledger
+*/5 9-17 * * MON-FRI curl -fsS https://example.com/ping
+@reboot /usr/local/bin/warm-cache
+"""
+
+# A schedule whose next instants cross a DST change, for the explain page.
+EXPLAIN = "/explain?" + urlencode(
+    {"schedule": "30 2 * * *", "tz": "Europe/Berlin", "n": 6, "from": "2027-03-25T00:00:00Z"}
+)
+
+
+def _apply_preview(page: Page) -> None:
+    page.get_by_label("Job file (YAML)").fill(APPLY_PREVIEW)
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector("section.outcome")
+
+
+def _backfill_preview(page: Page) -> None:
+    now = datetime.now(UTC)
+    # A few working days: the preview and its confirmation fit the window.
+    for label, instant in (("From", now - timedelta(days=4)), ("To (included)", now)):
+        page.get_by_label(label).fill(instant.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector("section.outcome")
+    # Its confirmation open: the second, explicit step every destructive action takes.
+    page.locator("details.confirm > summary").filter(has_text="Run backfill…").click()
+
+
+def _crontab_converted(page: Page) -> None:
+    page.get_by_label("Crontab", exact=True).fill(CRONTAB)
+    page.get_by_role("button", name="Convert").click()
+    page.wait_for_selector("section.outcome")
+
+
+def _maintenance_start_open(page: Page) -> None:
+    page.locator("details.confirm > summary").filter(has_text="Start maintenance…").click()
+
+
+# What to do on a page before its shot, to show it in use.
+SCENES: dict[str, Callable[[Page], None]] = {
+    "apply": _apply_preview,
+    "backfill": _backfill_preview,
+    "crontab": _crontab_converted,
+    "maintenance": _maintenance_start_open,
+}
+
+
+def shoot(page: Page, url: str, path: Path, scene: Callable[[Page], None] | None = None) -> None:
     response = page.goto(url)
     code = response.status if response is not None else "?"
-    if url.endswith("/apply"):
-        # The apply page is worth showing with a diff: preview a change.
-        page.get_by_label("Job file (YAML)").fill(APPLY_PREVIEW)
-        page.get_by_role("button", name="Preview").click()
-        page.wait_for_selector("section.outcome")
+    if scene is not None:
+        scene(page)
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(path))
     print(f"  {path.name}: {url} ({code})")
@@ -162,6 +215,10 @@ def main() -> int:
         server = start_server(work / "home", f"sqlite:///{work / 'belfry.db'}")
         try:
             runs = prepare(server, work, hook_port)
+            # A window in force on the maintenance page (a group no other shot is of).
+            server.api(
+                "PUT", "/api/v1/maintenance/ledger", json={"note": "moving the ledger database"}
+            )
             pages = {
                 "dashboard": "/",
                 "jobs": "/jobs",
@@ -174,6 +231,10 @@ def main() -> int:
                 "calendar": "/calendars/office-hours",
                 "apply": "/apply",
                 "tokens": "/tokens",
+                "maintenance": "/maintenance",
+                "backfill": "/jobs/reports/daily-revenue/backfill",
+                "crontab": "/import-crontab",
+                "explain": EXPLAIN,
             }
             with sync_playwright() as playwright:
                 # --no-sandbox: chromium's sandbox cannot start as root in containers.
@@ -185,7 +246,8 @@ def main() -> int:
                     page = context.new_page()
                     log_in(page, server)
                     for name, path in pages.items():
-                        shoot(page, server.url + path, args.out / f"{name}-{scheme}.png")
+                        shot = args.out / f"{name}-{scheme}.png"
+                        shoot(page, server.url + path, shot, SCENES.get(name))
                     context.close()
                 phone = browser.new_context(
                     viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from tests.e2e.conftest import Belfry, start_server
 
@@ -64,6 +64,12 @@ def log_in(page: Page, server: Belfry, name: str = "admin", password: str | None
     page.get_by_label("Password").fill(password or admin_password(server))
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+def first_step(scope: Page | Locator, summary: str) -> Locator:
+    """The first step of a destructive action (``confirm.html``): the summary that opens
+    its disclosure, e.g. ``Kill…``; the button inside it acts."""
+    return scope.locator("details.confirm > summary").filter(has_text=summary)
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pytest_httpserver import HTTPServer
 
+from belfry import __version__
+from belfry.core.protocol import PROTOCOL_VERSION
 from tests.e2e.conftest import Belfry
-from tests.ui.conftest import log_in
+from tests.ui.conftest import first_step, log_in
 
 VIEWER = ("vic", "vic-password-123")
 
@@ -152,8 +154,8 @@ def test_a_token_made_on_the_page_is_shown_once_works_and_can_be_revoked(
     page: Page, ui_server: Belfry
 ) -> None:
     page.goto(ui_server.url + "/tokens")
-    page.get_by_label("Name").fill("ci-deploy")
-    page.get_by_label("Expires in (days)").fill("30")
+    page.get_by_label("Name", exact=True).fill("ci-deploy")
+    page.get_by_label("Expires in (days)", exact=True).fill("30")
     page.get_by_role("button", name="Create token").click()
     secret = page.get_by_label("Token secret").input_value()
     assert secret
@@ -169,7 +171,7 @@ def test_a_token_made_on_the_page_is_shown_once_works_and_can_be_revoked(
     expect(row).to_contain_text("in 29d")
 
     # Revoking takes a second, explicit step; from the keyboard too.
-    row.get_by_text("Revoke…").focus()
+    first_step(row, "Revoke…").focus()
     page.keyboard.press("Enter")
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Revoke ci-deploy")).to_be_focused()
@@ -191,6 +193,78 @@ def test_a_token_made_on_the_page_is_shown_once_works_and_can_be_revoked(
     )
     assert bad.status == 422
     assert "expires in (days): Input should be greater than 0" in bad.text()
+
+
+def _hello(server: Belfry, token: str, pools: list[str]) -> httpx.Response:
+    """A worker's hello, as ``belfry worker`` says it, with ``token``."""
+    body = {
+        "name": "app-1",
+        "host": "app-1.example",
+        "pools": pools,
+        "version": __version__,
+        "protocol": PROTOCOL_VERSION,
+    }
+    return httpx.post(
+        server.url + "/api/v1/workers/hello",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+
+
+def test_a_global_admin_makes_a_worker_token_for_pools_on_the_tokens_page(
+    page: Page, browser: Browser, ui_server: Belfry
+) -> None:
+    page.goto(ui_server.url + "/tokens")
+    form = page.get_by_role("region", name="New worker token", exact=True)
+    form.get_by_label("Worker token name").fill("app-hosts")
+    form.get_by_label("Pools").fill("billing, reports billing")
+    form.get_by_role("button", name="Create worker token").click()
+    expect(
+        page.get_by_role("heading", name="New worker token “app-hosts” for billing, reports")
+    ).to_be_visible()
+    secret = page.get_by_label("Token secret").input_value()
+    assert secret.startswith("bfy_")
+    expect(page.get_by_text("--pool billing --pool reports")).to_be_visible()
+    # The worker endpoint takes it for its pools, and for them only.
+    welcome = _hello(ui_server, secret, ["billing"])
+    assert welcome.status_code == 200, welcome.text
+    assert welcome.json()["name"] == "app-1"
+    assert _hello(ui_server, secret, ["default"]).status_code == 403
+    [made] = [t for t in ui_server.api("GET", "/api/v1/tokens") if t["name"] == "app-hosts"]
+    assert (made["role"], made["pools"], made["user"]) == ("worker", ["billing", "reports"], None)
+
+    # Listed (never its secret) with its pools, and revoked in two steps like the others.
+    page.goto(ui_server.url + "/tokens")
+    assert secret not in page.content()
+    row = page.locator("tbody tr", has_text="app-hosts")
+    expect(row).to_contain_text("billing, reports")
+    first_step(row, "Revoke…").click()
+    row.get_by_role("button", name="Revoke app-hosts").click()
+    expect(page.locator("tbody tr", has_text="app-hosts")).to_contain_text("revoked")
+    assert _hello(ui_server, secret, ["billing"]).status_code == 401
+
+    # A pool that is not one is said next to the form, and makes no token.
+    form = page.get_by_role("region", name="New worker token", exact=True)
+    form.get_by_label("Worker token name").fill("bad")
+    form.get_by_label("Pools").fill("Bad Pool")
+    form.get_by_role("button", name="Create worker token").click()
+    expect(page.get_by_role("alert")).to_contain_text("'Bad' is not a pool name")
+    assert not [t for t in ui_server.api("GET", "/api/v1/tokens") if t["name"] == "bad"]
+
+    # Not for anyone else: no form, and the action refuses them.
+    context, tab = _viewer_tab(browser, ui_server)
+    tab.goto(ui_server.url + "/tokens")
+    expect(tab.get_by_role("heading", name="Worker tokens")).to_have_count(0)
+    csrf = tab.locator("input[name=csrf_token]").first.get_attribute("value") or ""
+    refused = tab.request.post(
+        ui_server.url + "/tokens/worker",
+        form={"csrf_token": csrf, "name": "sneaky", "pools": "billing"},
+    )
+    assert refused.status == 403
+    assert "vic is not a global admin" in refused.text()
+    assert not [t for t in ui_server.api("GET", "/api/v1/tokens") if t["name"] == "sneaky"]
+    context.close()
 
 
 def test_only_global_admins_send_a_channel_test(

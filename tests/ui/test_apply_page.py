@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from belfry.services.job_files import load_job_text
 from tests.e2e.conftest import Belfry
-from tests.ui.conftest import log_in
+from tests.ui.conftest import first_step, log_in
 
 EXISTING = """\
 jobs:
@@ -88,6 +88,49 @@ def test_a_preview_shows_the_diff_and_applies_nothing_then_apply_does(
     expect(outcome).to_contain_text("2 to be deleted")
     expect(outcome.locator("tr", has_text="billing/weekly")).to_contain_text("delete")
     assert len(_jobs(ui_server)) == 3
+
+    # Apply with Prune asks first: the first click applies nothing and shows what goes.
+    page.get_by_role("button", name="Apply", exact=True).click()
+    expect(outcome.get_by_role("heading")).to_have_text("Preview: nothing applied yet")
+    expect(outcome.get_by_role("alert")).to_contain_text("this apply deletes 2")
+    assert len(_jobs(ui_server)) == 3
+    confirm = page.get_by_role("button", name="Apply and delete 2")
+    expect(confirm).to_be_hidden()
+    first_step(page, "Apply and delete…").click()
+    expect(page.locator("#confirm-prune")).to_contain_text("delete the 2 marked “delete” above")
+    assert len(_jobs(ui_server)) == 3
+    confirm.click()
+    expect(outcome.get_by_role("heading")).to_have_text("Applied")
+    expect(outcome).to_contain_text("2 deleted")
+    assert _jobs(ui_server) == {"billing/fresh": "every 5m"}
+
+
+def test_apply_with_prune_asks_first_without_javascript(
+    browser: Browser, ui_server: Belfry, tmp_path: Path
+) -> None:
+    ui_server.apply(tmp_path, EXISTING)
+    context = browser.new_context(java_script_enabled=False)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    log_in(tab, ui_server)
+    tab.goto(ui_server.url + "/apply")
+    kept = "jobs:\n  - {name: nightly, group: billing, schedule: '0 2 * * *', command: ./bill}\n"
+    tab.get_by_label("Job file (YAML)").fill(kept)
+    tab.get_by_label(re.compile("^Prune")).check()
+    tab.get_by_role("button", name="Apply", exact=True).click()
+    expect(tab.locator("section.outcome")).to_contain_text("1 to be deleted")
+    assert set(_jobs(ui_server)) == {"billing/nightly", "billing/weekly"}
+    first_step(tab, "Apply and delete…").click()
+    tab.get_by_role("button", name="Apply and delete 1").click()
+    expect(tab.locator("section.outcome").get_by_role("heading")).to_have_text("Applied")
+    assert set(_jobs(ui_server)) == {"billing/nightly"}
+    # Prune that deletes nothing has nothing to confirm: Apply applies.
+    tab.get_by_label("Job file (YAML)").fill(kept.replace("0 2 * * *", "0 4 * * *"))
+    tab.get_by_label(re.compile("^Prune")).check()
+    tab.get_by_role("button", name="Apply", exact=True).click()
+    expect(tab.locator("section.outcome").get_by_role("heading")).to_have_text("Applied")
+    assert _jobs(ui_server) == {"billing/nightly": "0 4 * * *"}
+    context.close()
 
 
 def test_bad_yaml_shows_the_problems_as_validate_does_and_applies_nothing(

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from belfry.core.records import RunRecord, Trigger
 from belfry.core.states import RunState
 from belfry.server.ui import job_detail_pages as pages
 from tests.e2e.conftest import Belfry
-from tests.ui.conftest import log_in
+from tests.ui.conftest import first_step, log_in
 
 # Sundays of March and October at 02:30 in Berlin: any 10 next instants cover a whole
 # month with a DST change in it, whenever the test runs.
@@ -86,6 +86,31 @@ def test_the_job_page_shows_the_schedule_in_words_and_the_next_instants(
     expect(page.locator(".schedule-words")).to_contain_text("Sunday")
 
 
+def test_a_calendar_excluded_day_is_marked_among_the_next_instants(
+    page: Page, ui_server: Belfry, tmp_path: Path
+) -> None:
+    holiday = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    ui_server.apply(
+        tmp_path,
+        f"""
+        calendars:
+          - {{name: holidays, timezone: UTC, dates: ["{holiday}"]}}
+        jobs:
+          - {{name: noon, group: ops, schedule: "0 12 * * *", exclude: [holidays], command: "true"}}
+        """,
+    )
+    page.goto(ui_server.url + "/jobs/ops/noon")
+    rows = page.get_by_role("region", name="Schedule").locator("tbody tr")
+    # The holiday's noon is listed, marked skipped with the calendar that rules it out,
+    # and is not counted among the ten runs.
+    skipped = rows.filter(has=page.locator(".mark-skipped"))
+    expect(skipped).to_have_count(1)
+    expect(skipped).to_contain_text(f"{holiday} 12:00:00")
+    expect(skipped).to_contain_text("calendar:holidays")
+    expect(skipped.locator("td").first).to_have_text("\N{EN DASH}")
+    expect(rows.filter(has_not=page.locator(".mark"))).to_have_count(10)
+
+
 def test_unknown_jobs_are_not_found(page: Page, ui_server: Belfry) -> None:
     response = page.goto(ui_server.url + "/jobs/ops/nothing-here")
     assert response is not None and response.status == 404
@@ -123,26 +148,27 @@ def test_pausing_with_a_note_skips_occurrences_with_the_reason_and_resuming_undo
     ui_server.apply(tmp_path, TICK_JOB)
     page.goto(ui_server.url + "/jobs/ops/tick")
     heading = page.get_by_role("heading", level=1)
+    # Pausing takes two steps: the first opens the note and the question, and acts not.
+    pause = page.get_by_role("button", name="Pause ops/tick")
+    expect(page.get_by_label("Pause note")).to_be_hidden()
+    first_step(page, "Pause…").click()
+    expect(page.locator("#pause")).to_contain_text(
+        "Pause ops/tick? Its occurrences are skipped until it is resumed."
+    )
     page.get_by_label("Pause note").fill("deploy freeze <until 14:00>")
-    # Pausing asks first; saying no leaves the job running.
-    page.once("dialog", lambda dialog: dialog.dismiss())
-    page.get_by_role("button", name="Pause").click()
-    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    expect(pause).to_be_visible()
     expect(heading).not_to_contain_text("paused")
-
     assert not ui_server.api("GET", "/api/v1/jobs/ops/tick")["paused"]
-    dialogs: list[str] = []
+    # Changing one's mind: closing the question leaves the job running.
+    first_step(page, "Pause…").click()
+    expect(pause).to_be_hidden()
+    assert not ui_server.api("GET", "/api/v1/jobs/ops/tick")["paused"]
 
-    def accept(dialog: Dialog) -> None:
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
-    page.get_by_role("button", name="Pause").click()
+    first_step(page, "Pause…").click()
+    pause.click()
     expect(heading.locator(".badge-paused")).to_have_text("paused")
     expect(page.locator(".pause-note")).to_have_text("Pause note: deploy freeze <until 14:00>")
     expect(page.locator("#flash")).to_have_text("Paused.")
-    assert dialogs and "ops/tick" in dialogs[0]
     # The files (applied above) do not say so: the page flags the change as drift.
     expect(page.locator("#job-drift")).to_contain_text("changed outside files")
     expect(page.locator("#job-drift")).to_contain_text("paused changed by admin")
@@ -158,7 +184,7 @@ def test_pausing_with_a_note_skips_occurrences_with_the_reason_and_resuming_undo
     expect(heading.locator(".badge-paused")).to_have_count(0)
     expect(page.locator(".pause-note")).to_have_count(0)
     expect(page.locator("#job-drift")).to_have_count(0)
-    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    expect(first_step(page, "Pause…")).to_be_visible()
     # Runs again: the newest entry is soon no skip.
     newest = page.locator("#ledger tbody tr").first.locator(".state")
     expect(newest).not_to_have_text("skipped", timeout=RUN_WAIT)
@@ -181,6 +207,8 @@ def test_a_viewer_sees_no_actions_and_is_refused_them(
     for action in ("Run now", "Pause", "Resume"):
         expect(tab.get_by_role("button", name=action)).to_have_count(0)
     expect(tab.get_by_label("Pause note")).to_have_count(0)
+    expect(first_step(tab, "Pause…")).to_have_count(0)
+    expect(tab.get_by_role("link", name="Backfill…")).to_have_count(0)
     # The actions themselves refuse her, with a valid CSRF token and without.
     csrf = tab.locator("input[name=csrf_token]").first.input_value()
     for action in ("run", "pause", "resume"):
@@ -228,8 +256,11 @@ def test_the_job_page_and_its_actions_work_without_javascript(
     # The action forms post and come back to the page, which says what happened.
     tab.get_by_role("button", name="Run now").click()
     expect(tab.locator("#flash").get_by_role("link", name=re.compile(r"run #\d+"))).to_be_visible()
+    # Pause asks first without JavaScript too: the disclosure opens, nothing is paused yet.
+    first_step(tab, "Pause…").click()
     tab.get_by_label("Pause note").fill("no script")
-    tab.get_by_role("button", name="Pause").click()
+    assert not ui_server.api("GET", "/api/v1/jobs/ops/hello")["paused"]
+    tab.get_by_role("button", name="Pause ops/hello").click()
     expect(tab.locator("#flash")).to_have_text("Paused.")
     expect(tab.locator(".pause-note")).to_have_text("Pause note: no script")
     tab.get_by_role("button", name="Resume").click()
@@ -263,7 +294,12 @@ def test_run_now_is_reachable_from_the_keyboard(
 def test_the_explain_page_explains_and_says_what_is_wrong_next_to_the_field(
     page: Page, ui_server: Belfry
 ) -> None:
-    page.goto(ui_server.url + "/explain")
+    # In the main navigation, from any page.
+    page.goto(ui_server.url + "/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Explain").click()
+    expect(page).to_have_url(ui_server.url + "/explain")
+    current = page.get_by_role("navigation", name="Main").get_by_role("link", name="Explain")
+    expect(current).to_have_attribute("aria-current", "page")
     page.get_by_label("Schedule", exact=True).fill("30 2 * * *")
     page.get_by_label("Time zone").fill("Europe/Berlin")
     page.get_by_label("How many").fill("3")

@@ -59,3 +59,48 @@ def test_the_jobs_list_works_without_javascript(
     tab.goto(ui_server.url + "/jobs?q=plain")
     expect(tab.get_by_role("link", name="default/plain")).to_be_visible()
     context.close()
+
+
+SHOW_JOBS = """
+jobs:
+  - {name: fine, schedule: "@yearly", command: "true"}
+  - {name: broken, schedule: "@yearly", command: "exit 3"}
+  - {name: napping, schedule: "@yearly", command: "true"}
+  - {name: busy, schedule: "@yearly", command: "sleep 60"}
+  - {name: untouched, schedule: "@yearly", command: "true"}
+"""
+
+
+def _run_until(server: Belfry, name: str, *states: str) -> None:
+    run_id = server.api("POST", f"/api/v1/jobs/default/{name}/run")["id"]
+    server.wait_for(
+        lambda: server.api("GET", f"/api/v1/runs/{run_id}")["state"] in states,
+        what=f"default/{name} to be {' or '.join(states)}",
+    )
+
+
+def test_the_show_filter_lists_failing_paused_or_running_jobs(
+    page: Page, ui_server: Belfry, tmp_path: Path
+) -> None:
+    ui_server.apply(tmp_path, SHOW_JOBS)
+    _run_until(ui_server, "fine", "succeeded")
+    _run_until(ui_server, "broken", "failed")
+    _run_until(ui_server, "busy", "running")
+    ui_server.api("POST", "/api/v1/jobs/default/napping/pause", json={"note": "on leave"})
+    page.goto(ui_server.url + "/jobs")
+    listed = page.locator("tbody tr td:first-child a")
+    expect(listed).to_have_count(5)
+    for show, label, job in (
+        ("failing", "Failing", "default/broken"),
+        ("paused", "Paused", "default/napping"),
+        ("running", "Running", "default/busy"),
+    ):
+        page.get_by_label("Show").select_option(label=label)
+        expect(page).to_have_url(re.compile(rf"show={show}"))
+        expect(listed).to_have_text([job])
+        expect(page.get_by_text("1 job", exact=True)).to_be_visible()
+    page.get_by_label("Show").select_option(label="All")
+    expect(listed).to_have_count(5)
+    # A filter and a search together: nothing running matches "broken".
+    page.goto(ui_server.url + "/jobs?show=running&q=broken")
+    expect(page.get_by_text("No jobs match.")).to_be_visible()

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, expect
 from belfry.core.records import OutputChunk
 from belfry.server.ui.run_pages import last_seq, output_tail
 from tests.e2e.conftest import Belfry
-from tests.ui.conftest import admin_password, log_in
+from tests.ui.conftest import admin_password, first_step, log_in
 
 T = TypeVar("T")
 
@@ -95,16 +95,19 @@ def test_kill_from_the_run_page(page: Page, ui_server: Belfry, tmp_path: Path) -
     page.goto(f"{ui_server.url}/runs/{run_id}")
     expect(page.locator("#output")).to_contain_text("started")
     expect(page.locator("#run-state")).to_have_text("running")
-    asked: list[str] = []
-
-    def accept(dialog: Any) -> None:
-        asked.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
-    page.get_by_role("button", name="Kill").click()
+    # Killing takes two steps: the first only opens the question.
+    kill = page.get_by_role("button", name=f"Kill run {run_id}")
+    expect(kill).to_be_hidden()
+    first_step(page, "Kill…").click()
+    expect(page.locator("#run-summary")).to_contain_text(
+        f"Kill run {run_id} of default/sleeper? Its whole process tree is stopped."
+    )
+    expect(kill).to_be_visible()
+    assert run_state(ui_server, run_id) == "running"
+    assert not ui_server.api("GET", "/api/v1/audit", params={"action": "run.kill"})
+    kill.click()
     expect(page.locator("#run-state")).to_have_text("killed", timeout=RUN_WAIT)
-    assert asked and f"Kill run {run_id} of default/sleeper" in asked[0]
+    expect(first_step(page, "Kill…")).to_have_count(0)
     expect(page.get_by_role("button", name="Kill")).to_have_count(0)
     expect(page.locator(".timeline .state-killed")).to_have_count(1)
     assert run_state(ui_server, run_id) == "killed"
@@ -291,6 +294,7 @@ def test_a_viewer_sees_no_kill_button_and_only_readable_runs(
     expect(tab.locator("#output")).to_contain_text("started")
     expect(tab.locator("#run-state")).to_have_text("running")
     expect(tab.get_by_role("button", name="Kill")).to_have_count(0)
+    expect(first_step(tab, "Kill…")).to_have_count(0)
     # The action refuses him too.
     csrf = tab.locator("input[name=csrf_token]").first.input_value()
     refused = tab.request.post(
@@ -327,8 +331,15 @@ def test_the_run_page_works_without_javascript(
     expect(tab.locator("#run-state")).to_have_text("running")
     refresh = tab.get_by_role("link", name="Refresh")
     expect(refresh).to_be_visible()
-    # The kill form posts and comes back to the page (no confirm without JavaScript).
-    tab.get_by_role("button", name="Kill").click()
+    # Kill asks first without JavaScript too: the first step opens the question, acts not.
+    first_step(tab, "Kill…").click()
+    kill = tab.get_by_role("button", name=f"Kill run {run_id}")
+    expect(kill).to_be_visible()
+    expect(tab).to_have_url(f"{ui_server.url}/runs/{run_id}")
+    assert run_state(ui_server, run_id) == "running"
+    assert not ui_server.api("GET", "/api/v1/audit", params={"action": "run.kill"})
+    # The confirming button posts and comes back to the page.
+    kill.click()
     expect(tab).to_have_url(f"{ui_server.url}/runs/{run_id}")
     ui_server.wait_for(lambda: run_state(ui_server, run_id) == "killed", what="the kill")
     tab.get_by_role("link", name="Refresh").click()

@@ -4,7 +4,7 @@
 - ``/audit``: the audit log (``admin_audit``);
 - ``/calendars``, ``/calendars/{name}`` (``admin_calendars``);
 - ``/channels``, ``/channels/{name}``, its test, ``/deliveries`` (``admin_channels``);
-- ``/tokens``: the user's API tokens (``token_pages``);
+- ``/tokens``: the user's API tokens, and worker tokens for global admins (``token_pages``);
 - ``/apply``, ``/export.yaml``: jobs as code (``apply_pages``).
 """
 

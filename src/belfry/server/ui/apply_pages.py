@@ -6,6 +6,11 @@ and its problems are shown as it prints them (``line: field: message``; an uploa
 name first). A preview is a dry run and an apply the real one, both through
 ``operations.apply_changes``: the permissions, the single transaction and the audit
 entries of ``POST /api/v1/apply``.
+
+Apply with Prune ticked deletes what the file does not mention, so it asks first: when
+the dry run finds something to delete, nothing is applied and the page lists the
+deletions with a second, explicit button (``confirm.html``); that button's post says
+``confirmed`` and applies.
 """
 
 from __future__ import annotations
@@ -163,8 +168,11 @@ def apply_router() -> APIRouter:
         upload: Annotated[UploadFile | None, File(alias="file")] = None,
         prune: Annotated[bool, Form()] = False,
         action: Annotated[str, Form()] = "preview",
+        confirmed: Annotated[bool, Form()] = False,
     ) -> HTMLResponse:
-        dry_run = action != "apply"
+        # Apply with prune, not yet confirmed: a dry run first, to see what it deletes.
+        asking = action == "apply" and prune and not confirmed
+        dry_run = action != "apply" or asking
         groups = await _groups(node, session)
 
         def answer(code: int = status.HTTP_200_OK, **context: Any) -> HTMLResponse:
@@ -204,13 +212,18 @@ def apply_router() -> APIRouter:
         body = _request_of(loaded, prune=prune, dry_run=dry_run)
         try:
             result = await apply_changes(node, session.principal, address_of(request), body)
+            if asking and not _deletions(result):
+                # Prune deletes nothing here: nothing to confirm, apply it as asked.
+                body = _request_of(loaded, prune=prune, dry_run=False)
+                result = await apply_changes(node, session.principal, address_of(request), body)
+                asking = False
         except HTTPException as error:
             # Refused as the API refuses it (403 permissions, 422 references): nothing
             # applied; said on the page with the text kept for fixing.
             return answer(error.status_code, refusal=str(error.detail), source=name)
         # (The loader's warnings, calendars named but not in the text, are moot here: the
         # apply found them on the server, or refused.)
-        return answer(outcome=_outcome(body, result), source=name)
+        return answer(outcome=_outcome(body, result), source=name, asking=asking)
 
     @ui.get("/export.yaml")
     async def export(
@@ -239,6 +252,17 @@ def apply_router() -> APIRouter:
         )
 
     return ui
+
+
+def _deletions(result: ApplyResult) -> list[JobChange | NamedChange]:
+    """What an apply deletes: jobs, calendars, channels, group settings."""
+    changes: list[JobChange | NamedChange] = [
+        *result.changes,
+        *result.calendar_changes,
+        *result.channel_changes,
+        *result.group_changes,
+    ]
+    return [change for change in changes if change.action == "delete"]
 
 
 async def _groups(node: Node, session: UiSession) -> list[str]:

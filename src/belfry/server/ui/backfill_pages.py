@@ -1,8 +1,9 @@
 """Backfill in the browser: ``/jobs/{group}/{name}/backfill``.
 
 A form with the range and the pacing; Preview is a dry run listing each occurrence and
-what becomes of it, and "Run backfill" (confirmed) makes the runs. Both go through
-``backfill_api.backfill_job``: the permissions, checks and audit entry of the API.
+what becomes of it, and "Run backfill…" with its confirming button (``confirm.html``)
+makes the runs. Both go through ``backfill_api.backfill_job``: the permissions, checks
+and audit entry of the API.
 """
 
 from __future__ import annotations

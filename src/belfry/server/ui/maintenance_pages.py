@@ -73,6 +73,8 @@ def maintenance_router() -> APIRouter:
                 windows=await node.maintenance.windows(),
                 everything=EVERYTHING,
                 error=str(refusal.detail),
+                # A refused start: its form again, open, next to the message.
+                starting=action == "on",
             )
         return RedirectResponse("/maintenance", status_code=status.HTTP_303_SEE_OTHER)
 

@@ -1,6 +1,7 @@
-"""API tokens (``/tokens``): the user's own, made and revoked as ``POST /api/v1/tokens`` and
-``DELETE /api/v1/tokens/{id}`` do (``accounts_api.issue_token`` and
-``revoke_token_by_id``: same checks, same audit entries).
+"""API tokens (``/tokens``): the user's own, and for global admins worker tokens for given
+pools (``belfry token create --role worker --pool P``), made and revoked as
+``POST /api/v1/tokens`` and ``DELETE /api/v1/tokens/{id}`` do (``accounts_api.issue_token``
+and ``revoke_token_by_id``: same checks, same audit entries).
 
 A new token's secret is in the answer to its ``POST`` only: never in a URL, a redirect or
 a later page, and that answer is not to be cached.
@@ -8,6 +9,7 @@ a later page, and that answer is not to be cached.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from belfry.core.names import NAME_RULE, is_valid_name
 from belfry.core.records import TokenRecord
 from belfry.server.account_schemas import NewTokenOut, TokenIn
 from belfry.server.accounts_api import issue_token, revoke_token_by_id
@@ -30,6 +33,29 @@ async def _own_tokens(node: Node, session: UiSession) -> list[TokenRecord]:
     # -1 matches no user: an admin-token principal has no tokens of its own here.
     tokens = await node.tokens.all(session.principal.user_id or -1)
     return sorted(tokens, key=lambda token: token.id, reverse=True)
+
+
+async def _worker_tokens(node: Node, session: UiSession) -> list[TokenRecord]:
+    """Every worker token, for a global admin (who alone makes and revokes them)."""
+    if not session.principal.global_admin:
+        return []
+    tokens = await node.tokens.all(None)
+    return sorted(
+        (token for token in tokens if token.role == "worker"),
+        key=lambda token: token.id,
+        reverse=True,
+    )
+
+
+def _pools(text: str) -> list[str]:
+    """The pools of the form's field: names separated by commas or spaces, each once."""
+    pools = list(dict.fromkeys(part for part in re.split(r"[\s,]+", text) if part))
+    for pool in pools:
+        if not is_valid_name(pool):
+            raise ValueError(f"pools: {pool!r} is not a pool name: {NAME_RULE}")
+    if not pools:
+        raise ValueError("pools: name at least one pool")
+    return pools
 
 
 def _state(token: TokenRecord, now: datetime) -> str:
@@ -60,20 +86,26 @@ def token_router() -> APIRouter:
         error: str | None = None,
         name: str = "",
         expires: str = "",
+        pools: str = "",
+        worker_form: bool = False,
         revoked: int | None = None,
     ) -> HTMLResponse:
         now = datetime.now(UTC)
         tokens = await _own_tokens(node, session)
+        workers = await _worker_tokens(node, session)
         response = page(
             request,
             "tokens.html",
             session,
             status_code=status_code,
             tokens=[(token, _state(token, now)) for token in tokens],
+            worker_tokens=[(token, _state(token, now)) for token in workers],
             created=created,
             error=error,
             name=name,
             expires=expires,
+            pools=pools,
+            worker_form=worker_form,
             revoked=revoked,
         )
         if created is not None:
@@ -87,14 +119,19 @@ def token_router() -> APIRouter:
     ) -> HTMLResponse:
         return await tokens_page(node, session, request, revoked=revoked)
 
-    @ui.post("/tokens", response_class=HTMLResponse)
-    async def create_token(
-        node: NodeDep,
-        session: UiSessionDep,
+    async def create(
+        node: Node,
+        session: UiSession,
         request: Request,
-        name: Annotated[str, Form(max_length=1000)] = "",
-        expires_in_days: Annotated[str, Form(max_length=50)] = "",
+        *,
+        name: str,
+        expires_in_days: str,
+        pools: str = "",
+        worker: bool = False,
     ) -> HTMLResponse:
+        """Make a token as the API does; the page again with the secret, or with what is
+        wrong next to the form it came from."""
+
         async def page_again(message: str, code: int) -> HTMLResponse:
             return await tokens_page(
                 node,
@@ -104,11 +141,19 @@ def token_router() -> APIRouter:
                 error=message,
                 name=name,
                 expires=expires_in_days,
+                pools=pools,
+                worker_form=worker,
             )
 
         try:
+            chosen = _pools(pools) if worker else []
+        except ValueError as error:
+            return await page_again(str(error), status.HTTP_422_UNPROCESSABLE_ENTITY)
+        try:
             body = TokenIn(
                 name=name.strip(),
+                role="worker" if worker else "user",
+                pools=chosen,
                 expires_in_days=float(expires_in_days) if expires_in_days.strip() else None,
             )
         except ValueError as error:  # a ValidationError, or a number that is not one
@@ -123,6 +168,36 @@ def token_router() -> APIRouter:
         except HTTPException as error:
             return await page_again(str(error.detail), error.status_code)
         return await tokens_page(node, session, request, created=created)
+
+    @ui.post("/tokens", response_class=HTMLResponse)
+    async def create_token(
+        node: NodeDep,
+        session: UiSessionDep,
+        request: Request,
+        name: Annotated[str, Form(max_length=1000)] = "",
+        expires_in_days: Annotated[str, Form(max_length=50)] = "",
+    ) -> HTMLResponse:
+        return await create(node, session, request, name=name, expires_in_days=expires_in_days)
+
+    @ui.post("/tokens/worker", response_class=HTMLResponse)
+    async def create_worker_token(
+        node: NodeDep,
+        session: UiSessionDep,
+        request: Request,
+        name: Annotated[str, Form(max_length=1000)] = "",
+        pools: Annotated[str, Form(max_length=5000)] = "",
+        expires_in_days: Annotated[str, Form(max_length=50)] = "",
+    ) -> HTMLResponse:
+        """A worker token for ``pools`` (global admins: ``issue_token`` refuses others)."""
+        return await create(
+            node,
+            session,
+            request,
+            name=name,
+            expires_in_days=expires_in_days,
+            pools=pools,
+            worker=True,
+        )
 
     @ui.post("/tokens/{token_id}/revoke")
     async def revoke_token(
