@@ -39,12 +39,20 @@ async def test_maintenance_skips_with_reason_and_defer_coalesces_into_one_run(
     )
     try:
         clock = FakeClock(T0 - timedelta(seconds=30))
-        scheduler = Scheduler(store, clock, on_runs_created=lambda: None)
+        told: list[str] = []
+        scheduler = Scheduler(
+            store,
+            clock,
+            on_runs_created=lambda: told.append("created"),
+            on_runs_skipped=lambda: told.append("skipped"),
+        )
         maintenance = MaintenanceService(store, clock, on_change=lambda: None)
         await maintenance.start("db", "upgrading the DB", "alice")
         for minute in range(3):  # 12:00, 12:01, 12:02 happen in maintenance
             clock.current = T0 + timedelta(minutes=minute)
             await scheduler.run_once()
+        # Each pass made runs (web) and skips (db): both told, so alerts look at once.
+        assert told == ["created", "skipped"] * 3
         runs = await store.list_runs(limit=100)
         by_job: dict[str, list[tuple[RunState, str | None]]] = {}
         for run in sorted(runs, key=lambda r: r.scheduled_for):

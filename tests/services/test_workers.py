@@ -25,6 +25,7 @@ from belfry.core.protocol import (
 from belfry.core.records import JobRecord, JobWrite, NewRun, RunRecord, Trigger
 from belfry.core.states import Actor, RunState
 from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
+from belfry.services.signals import Topic
 from belfry.services.workers import ProtocolMismatch, UnknownWorker, WorkerGone, WorkerService
 from tests.services.fake_clock import FakeClock
 
@@ -619,3 +620,27 @@ async def test_reports_on_runs_another_worker_holds_are_ignored(cluster: Cluster
     )
     assert (await cluster.run(run.id)).state is S.CLAIMED
     assert await cluster.store.read_output(run.id) == []
+
+
+async def test_runs_that_end_or_are_lost_are_announced_to_the_other_servers(
+    cluster: Cluster,
+) -> None:
+    """The hub's ENDED signal is what wakes the chain and alert passes of the leader,
+    wherever the worker reported; RUNS wakes the long polls of every server."""
+    heard: list[Topic] = []
+    for topic in Topic:
+        cluster.runs.signals.on(topic, lambda topic=topic: heard.append(topic))
+    finished, lost = await cluster.add_job("finished"), await cluster.add_job("lost")
+    finished_run = await cluster.due_run(finished, _early(0))
+    lost_run = await cluster.due_run(lost, _early(1))
+    await cluster.hello()
+    assert await cluster.claim() == [finished_run.id, lost_run.id]
+    assert heard == []  # claiming changes nothing another server waits for
+    done = FinishedReport(run_id=finished_run.id, state="succeeded", exit_code=0)
+    await cluster.workers.report("w1", Reports(finished=[done]))
+    assert heard == [Topic.ENDED]
+    cluster.at(16)
+    assert await cluster.workers.reap() == ["w1"]
+    assert heard == [Topic.ENDED, Topic.ENDED]
+    await cluster.runs.trigger(finished)
+    assert heard == [Topic.ENDED, Topic.ENDED, Topic.RUNS]

@@ -38,7 +38,7 @@ class _Smtp(BaseModel):
 class _Alerts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    interval: float = Field(default=1.0, gt=0, le=60)
+    interval: float = Field(default=5.0, gt=0, le=60)
     stall_after: Duration = timedelta(minutes=1)
 
 

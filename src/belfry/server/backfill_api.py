@@ -7,6 +7,7 @@ Operators of the job's group may backfill; each real backfill is audited.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -25,6 +26,7 @@ from belfry.services.backfill import (
     BackfillService,
     OccurrencePlan,
 )
+from belfry.services.signals import Topic
 
 __all__ = ["BackfillIn", "BackfillOut", "OccurrenceOut", "backfill_job", "backfill_router"]
 
@@ -82,7 +84,9 @@ async def backfill_job(
     range); a real one is audited."""
     require(caller, Permission.OPERATE, group)
     job = await find_job(node, caller, group, name)
-    service = BackfillService(node.store, node.clock, on_runs_created=node.runs.new_work.ring)
+    service = BackfillService(
+        node.store, node.clock, on_runs_created=partial(node.runs.signals.announce, Topic.RUNS)
+    )
     request = BackfillRequest(
         start=body.start,
         end=body.end,

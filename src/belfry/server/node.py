@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from belfry import __version__
@@ -16,6 +17,7 @@ from belfry.adapters.clock import SystemClock
 from belfry.adapters.notify import ChannelSenders
 from belfry.adapters.store import open_store
 from belfry.adapters.store.factory import schema_head
+from belfry.adapters.store.peer_link import PostgresPeerLink
 from belfry.core.protocol import HEARTBEAT_SECONDS, PROTOCOL_VERSION, Hello, WorkerCapacity
 from belfry.core.records import SERVER_ACTOR, Fence
 from belfry.ports.clock import Clock
@@ -38,6 +40,7 @@ from belfry.services.oidc_login import SingleSignOn, read_state_key
 from belfry.services.retention import Pruner
 from belfry.services.runs import RunService, WorkerIdentity
 from belfry.services.scheduler import Scheduler
+from belfry.services.signals import Signals, Topic
 from belfry.services.tokens import TokenService
 from belfry.services.workers import WorkerGone, WorkerService
 from belfry.worker.agent import Agent
@@ -46,6 +49,10 @@ from belfry.worker.guardian import Guardian
 __all__ = ["Node"]
 
 log = logging.getLogger(__name__)
+
+# Seconds between looks at the store for changes made on another server, when no signal
+# came (servers sharing a database; the peer link's signals wake them at once).
+SHARED_RECHECK = 5.0
 
 
 @dataclass
@@ -96,23 +103,33 @@ class Node:
         shared = not url.startswith("sqlite")
         # Servers sharing a database read its clock (corrected by the election's rounds).
         clock: Clock = DatabaseTime(SystemClock()) if shared else SystemClock()
-        # Servers sharing a database: runs made by the leader are not announced to the
-        # others in process, so their long polls look at the store twice a second.
+        # Servers sharing a database signal their changes to each other (LISTEN/NOTIFY):
+        # runs the leader made wake the long polls of every server, a job applied through
+        # any server wakes the leader's scheduler. Their timers are a safety net, and the
+        # link falls back to waking everything every second while its signals do not
+        # arrive. Runs are made 1.5 s ahead, so that is still on time.
+        signals = Signals(PostgresPeerLink(url) if shared else None)
         metrics = Metrics()
         runs = RunService(
-            store, clock, recheck=0.5 if shared else None, secrets=secrets, metrics=metrics
+            store,
+            clock,
+            recheck=SHARED_RECHECK if shared else None,
+            secrets=secrets,
+            metrics=metrics,
+            signals=signals,
         )
-        # A job applied through another server does not wake this one's scheduler: with a
-        # shared database it looks at the cursors every second when idle (runs are made
-        # 1.5 s ahead, so a job applied elsewhere still fires on time).
         scheduler = Scheduler(
             store,
             clock,
-            on_runs_created=runs.new_work.ring,
-            idle_recheck=1.0 if shared else 30.0,
+            on_runs_created=partial(signals.announce, Topic.RUNS),
+            on_runs_skipped=partial(signals.announce, Topic.ENDED),
+            idle_recheck=SHARED_RECHECK if shared else 30.0,
             metrics=metrics,
         )
-        jobs = JobService(store, clock, on_change=scheduler.wake, secrets=secrets)
+        signals.on(Topic.JOBS, scheduler.wake)
+        jobs = JobService(
+            store, clock, on_change=partial(signals.announce, Topic.JOBS), secrets=secrets
+        )
         pruner = Pruner(store, clock, settings.retention, interval=settings.prune_interval)
         tokens = TokenService(store, clock)
         accounts = AccountService(store, clock)
@@ -153,7 +170,10 @@ class Node:
         )
         node.maintenance = MaintenanceService(store, clock, on_change=node._work_changed)
         node.chains = ChainService(
-            store, clock, on_runs_created=runs.new_work.ring, wakeup=runs.runs_ended
+            store,
+            clock,
+            on_runs_created=partial(signals.announce, Topic.RUNS),
+            wakeup=runs.runs_ended,
         )
         node._senders = ChannelSenders(smtp=settings.smtp)
         node.notifier = Notifier(
@@ -164,6 +184,7 @@ class Node:
             settings.notifier,
             on_delivery=metrics.notification,
         )
+        signals.on(Topic.ENDED, node.notifier.runs_ended)
         if settings.oidc is not None:
             node.sso = SingleSignOn(
                 settings.oidc,
@@ -183,9 +204,9 @@ class Node:
         return node
 
     def _work_changed(self) -> None:
-        """Maintenance began or ended: plan and hand out runs again now."""
-        self.scheduler.wake()
-        self.runs.new_work.ring()
+        """Maintenance began or ended: plan and hand out runs again now, on every server."""
+        self.runs.signals.announce(Topic.JOBS)
+        self.runs.signals.announce(Topic.RUNS)
 
     @property
     def name(self) -> str:
@@ -224,6 +245,9 @@ class Node:
                 on_deposed=self._follow,
             )
             self._tasks.append(asyncio.create_task(self.election.run_forever(), name="election"))
+            self._tasks.append(
+                asyncio.create_task(self.runs.signals.run_forever(), name="peer-signals")
+            )
         else:
             self._start_leading_tasks()
         # Every server watches for a stalled scheduler and sends due alerts.
@@ -327,6 +351,7 @@ class Node:
             self.guardian.stop()  # the agent's runs were stopped with its task
         if self._senders is not None:
             await self._senders.aclose()
+        await self.runs.signals.close()
         await self.store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)

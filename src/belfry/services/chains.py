@@ -38,11 +38,11 @@ class ChainService:
         store: Store,
         clock: Clock,
         on_runs_created: Callable[[], None],
-        interval: float = 1.0,
+        interval: float = 5.0,
         wakeup: Wakeup | None = None,
     ) -> None:
-        """``wakeup``: rung when runs end on this server (a pass then, not a second
-        later); ``interval``: how often it looks anyway (runs that ended elsewhere)."""
+        """``wakeup``: rung when runs end, on this server or another (a pass then, not
+        seconds later); ``interval``: how often it looks anyway."""
         self._store = store
         self._clock = clock
         self._on_runs_created = on_runs_created

@@ -51,8 +51,9 @@ from belfry.ports.clock import Clock
 from belfry.ports.notifications import ChannelSender, DeliveryFailed
 from belfry.ports.store import Store
 from belfry.services.channels import ChannelCatalog
-from belfry.services.ended_runs import EndedRuns
+from belfry.services.ended_runs import EndedRuns, repeat_passes
 from belfry.services.secret_box import SecretUnreadable
+from belfry.services.wakeups import Wakeup
 
 __all__ = ["Notifier", "NotifierSettings"]
 
@@ -72,7 +73,10 @@ _SEND_LEASE = timedelta(minutes=2)
 
 @dataclass(frozen=True)
 class NotifierSettings:
-    interval: float = 1.0  # seconds between evaluations and delivery passes
+    # Seconds between evaluations and delivery passes when nothing wakes them: a run's
+    # end wakes the evaluation (on every server sharing the database), new deliveries
+    # the delivery pass; the interval catches retries that came due.
+    interval: float = 5.0
     watch_interval: float = 5.0
     # A job's cursor overdue by more than this: the scheduler is not firing it.
     stall_after: timedelta = timedelta(minutes=1)
@@ -110,24 +114,22 @@ class Notifier:
         self.settings = settings or NotifierSettings()
         self._on_delivery = on_delivery
         self._wake = asyncio.Event()
+        self._evaluation = Wakeup()
         self._active_checked: datetime | None = None
 
     def wake(self) -> None:
-        """Look now (a run just ended): alerts go out without waiting for the interval."""
+        """Deliver now (deliveries were enqueued): without waiting for the interval."""
         self._wake.set()
+
+    def runs_ended(self) -> None:
+        """Evaluate now (runs ended, or were recorded skipped): alerts go out at once."""
+        self._evaluation.ring()
 
     # -- loops ------------------------------------------------------------------------------
     async def run_leader_forever(self) -> None:
-        while True:
-            try:
-                await self.evaluate()
-            except asyncio.CancelledError:
-                raise
-            except ConnectionError as error:
-                log.warning("notifier: %s", error)
-            except Exception:
-                log.exception("notifier evaluation failed")
-            await self._pause(self.settings.interval)
+        await repeat_passes(
+            self.evaluate, self._evaluation, self.settings.interval, "notifier evaluation"
+        )
 
     async def run_forever(self) -> None:
         """Every server: the dead man's switch and deliveries."""

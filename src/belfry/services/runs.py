@@ -30,6 +30,7 @@ from belfry.services.batching import GroupCommit
 from belfry.services.metrics import Metrics
 from belfry.services.placement import WorkerIdentity, fan_out, wants_workers
 from belfry.services.secret_box import SecretBox, SecretUnreadable
+from belfry.services.signals import Signals, Topic
 from belfry.services.wakeups import RunWatchers, Wakeup
 
 __all__ = ["PREPARE_AHEAD", "FreeCapacity", "RunService", "WorkerIdentity"]
@@ -100,7 +101,10 @@ class RunService:
         recheck: float | None = None,
         secrets: SecretBox | None = None,
         metrics: Metrics | None = None,
+        signals: Signals | None = None,
     ) -> None:
+        """``signals``: the hub through which this service tells the others, here and on
+        the other servers, that runs were made or ended, and hears when they were."""
         self._store = store
         self._clock = clock
         # Counts the starts, endings and skips this server records (``/metrics``).
@@ -111,8 +115,13 @@ class RunService:
         self._secrets = secrets
         self._spread = spread
         self.new_work = Wakeup()
-        # Rung when runs end here (the chain pass looks at once).
+        # Rung when runs end, here or on another server (the chain pass looks at once).
         self.runs_ended = Wakeup()
+        self.signals = signals or Signals()
+        self.signals.on(Topic.RUNS, self.new_work.ring)
+        # A finish can free a queued run, and a retry is new work.
+        self.signals.on(Topic.ENDED, self.new_work.ring)
+        self.signals.on(Topic.ENDED, self.runs_ended.ring)
         self.watchers = RunWatchers()
         self._kills: dict[str, set[int]] = {}
         self._claimed: dict[int, RunRecord] = {}
@@ -136,7 +145,7 @@ class RunService:
         )
         created = await self._store.create_runs(wanted, Actor.USER, now)
         self._metrics.recorded(created)  # born skipped when no worker can take it
-        self.new_work.ring()
+        self.signals.announce(Topic.RUNS)
         return created
 
     async def kill(self, run_id: int) -> RunRecord | None:
@@ -464,9 +473,7 @@ class RunService:
                 extra=_about(run),
             )
             self.watchers.changed(run.id)
-        # A finish can free a queued run, and a retry is new work.
-        self.new_work.ring()
-        self.runs_ended.ring()
+        self.signals.announce(Topic.ENDED)
 
     def _retry(
         self, run: RunRecord, job: JobRecord, state: RunState, now: datetime
@@ -529,7 +536,7 @@ class RunService:
             self._claimed.pop(run.id, None)
             self.watchers.changed(run.id)
         if changed:
-            self.new_work.ring()
+            self.signals.announce(Topic.RUNS)
         return len(changed)
 
     async def lose_runs(self, worker: str, reason: str, keep: Collection[int] = ()) -> int:
@@ -561,8 +568,8 @@ class RunService:
             log.warning("run %d of %s lost: %s", run.id, run.job, reason, extra=_about(run))
             self._claimed.pop(run.id, None)
             self.watchers.changed(run.id)
-        if retries:
-            self.new_work.ring()
+        if changed:
+            self.signals.announce(Topic.ENDED)
         return len(changed)
 
 

@@ -57,6 +57,7 @@ class Scheduler:
         clock: Clock,
         *,
         on_runs_created: Callable[[], None],
+        on_runs_skipped: Callable[[], None] | None = None,
         horizon: timedelta = PREPARE_AHEAD,
         batch: int = 500,
         idle_recheck: float = 30.0,
@@ -70,6 +71,8 @@ class Scheduler:
         # Counts the skips and fires of the passes this server makes (``/metrics``).
         self._metrics = metrics or Metrics()
         self._on_runs_created = on_runs_created
+        # Told when occurrences were recorded skipped (alerts about misses look at once).
+        self._on_runs_skipped = on_runs_skipped
         # Runs are created this far ahead so the worker can start them exactly on time.
         self._horizon = horizon
         # The leader's fencing token when servers share a database (None: one server).
@@ -122,8 +125,11 @@ class Scheduler:
                     # Fenced out: another server leads now. Stop; the election says so soon.
                     return FENCED_PAUSE
                 await self._count(advances, applied, now)
-                if any(run.state is RunState.SCHEDULED for a in advances for run in a.runs):
+                made = {run.state for advance in advances for run in advance.runs}
+                if RunState.SCHEDULED in made:
                     self._on_runs_created()
+                if RunState.SKIPPED in made and self._on_runs_skipped is not None:
+                    self._on_runs_skipped()
             if len(jobs) < self._batch:
                 break
         delay = self._idle_recheck

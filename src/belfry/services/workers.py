@@ -28,6 +28,7 @@ from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 from belfry.services.placement import describe_placement, identity_of
 from belfry.services.runs import FreeCapacity, RunService
+from belfry.services.signals import Topic
 
 __all__ = [
     "ProtocolMismatch",
@@ -160,7 +161,7 @@ class WorkerService:
         if worker is None:
             raise UnknownWorker(f"no worker {name!r}")
         if not drain:
-            self._runs.new_work.ring()
+            self._runs.signals.announce(Topic.RUNS)
         return worker
 
     async def heartbeat(

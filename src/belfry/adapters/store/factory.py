@@ -31,6 +31,7 @@ __all__ = [
     "driver_options",
     "driver_url",
     "open_store",
+    "postgresql_connection",
     "redacted_url",
     "schema_head",
 ]
@@ -175,24 +176,27 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     return engine
 
 
-def _postgresql_engine(url: URL) -> AsyncEngine:
+def postgresql_connection(url: URL) -> tuple[URL, dict[str, Any]]:
+    """``url`` without Belfry's own options, and the psycopg arguments every connection to
+    PostgreSQL gets (the store's pool and the peer link's)."""
     url, options = driver_options(url)
-    return create_async_engine(
-        url,
-        # A replica outlives database failovers: test pooled connections before use.
-        pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": 10,
-            "application_name": "belfry",
-            # A database that vanishes without closing the connection (a network cut, a
-            # frozen host) must fail the calls within seconds, not after TCP's minutes.
-            "tcp_user_timeout": 10_000,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 3,
-            **options,
-        },
-    )
+    return url, {
+        "connect_timeout": 10,
+        "application_name": "belfry",
+        # A database that vanishes without closing the connection (a network cut, a
+        # frozen host) must fail the calls within seconds, not after TCP's minutes.
+        "tcp_user_timeout": 10_000,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        **options,
+    }
+
+
+def _postgresql_engine(url: URL) -> AsyncEngine:
+    url, connect_args = postgresql_connection(url)
+    # A replica outlives database failovers: test pooled connections before use.
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _alembic_config() -> Config:

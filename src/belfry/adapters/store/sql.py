@@ -1005,15 +1005,14 @@ class SqlStore(
             },
             where=or_(current.holder == node, current.expires_at <= clock),
         )
+        wanted = (current.holder, current.epoch, current.expires_at, clock.label("now"))
         async with self._write() as connection:
-            await connection.execute(statement)
-            row = (
-                await connection.execute(
-                    select(
-                        current.holder, current.epoch, current.expires_at, clock.label("now")
-                    ).where(current.name == _SCHEDULER)
-                )
-            ).one()
+            # Renewed or taken: the row as written. Another's valid lease: read it.
+            row = (await connection.execute(statement.returning(*wanted))).one_or_none()
+            if row is None:
+                row = (
+                    await connection.execute(select(*wanted).where(current.name == _SCHEDULER))
+                ).one()
         return _leadership(row)
 
     async def release_leadership(self, node: str) -> None:
@@ -1053,12 +1052,9 @@ class SqlStore(
             },
         )
         async with self._write() as connection:
-            await connection.execute(statement)
-            if self._kind != "postgresql":
-                return now
-            # The transaction's start on the database's clock: what last_seen was set to.
-            database_now: datetime = (await connection.execute(select(func.now()))).scalar_one()
-            return database_now
+            # last_seen: the transaction's start on the database's clock (on SQLite: now).
+            seen = (await connection.execute(statement.returning(nodes.c.last_seen))).scalar_one()
+        return seen if self._kind == "postgresql" else now
 
     async def list_nodes(self) -> list[NodeRecord]:
         async with self._read() as connection:
