@@ -315,8 +315,11 @@ def test_every_endpoint_answers_each_role_as_it_should(server: Belfry, sqlite_ur
 
     wrong = []
     for call in calls:
-        for caller in callers:
-            if call.setup is not None:
+        # Those refused go first, on the state the setup left: they must change nothing.
+        # Each allowed caller may use it up (a deletion): the setup makes it again.
+        ordered = sorted(callers, key=lambda caller: caller.allowed(call.rule))
+        for position, caller in enumerate(ordered):
+            if call.setup is not None and (position == 0 or caller.allowed(call.rule)):
                 call.setup()
             if call.template == "/api/v1/tokens/{token_id}" and caller.name == "global":
                 # Revoked once only: the global admin goes last with a fresh token to revoke.
