@@ -42,79 +42,50 @@ import argparse
 import json
 import math
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
-from psycopg import sql
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from fire_latency import _database, _drop, _percentile  # noqa: E402 - the database helpers
-from scale import (  # noqa: E402 - the scale bench's report, API timing and apply helpers
+from fire_latency import _percentile  # the latency bench's percentile
+from measuring import (
+    FIRE_GRACE,
+    FIRE_LEAD,
     LIST_BUDGET,
+    MIB,
     REQUEST_TIMEOUT,
     TARGET_API_P99_MS,
+    TICKER,
     Bench,
     BenchError,
     Figure,
-    _apply,
-    _machine,
-    _stop_on,
-    _timed,
-    _wait,
-    render,
+    apply_ticker,
+    fire_figures,
+    fires_between,
+    run_bench,
+    timed_gets,
+    wait_for,
 )
-from tests.e2e.conftest import Belfry, start_server  # noqa: E402 - the tests' server starter
+from psycopg import sql
+from tests.e2e.conftest import Belfry, start_server  # the tests' server starter
 
-from belfry.core.jobs import JobSpec  # noqa: E402 - the spec JSON, exactly as the store writes it
+from belfry.core.jobs import JobSpec  # the spec JSON, exactly as the store writes it
 
-MIB = 1024 * 1024
 HISTORY_TABLES = ("jobs", "runs", "run_events", "output_chunks")
 # The seeded jobs never fire: their cursor and their ``start`` bound are this far ahead.
 FAR_AHEAD = datetime(2099, 1, 1, tzinfo=UTC)
-TICKER = "bench-tick/tick"
 # The seeded runs' worker names start so; the runs Belfry makes have other workers or none.
 SEEDED_WORKER = "bench-worker-"
 # The runs the shipped defaults keep per job (far above the ~100 a seeded job has).
 KEEP_RUNS = 1000
-# Seconds after a server takes the lead before its every-second job's occurrences count:
-# runs are made 1.5 s ahead of their instant, so earlier ones could not be on time.
-FIRE_LEAD = 2.0
 # Seconds a server may take to take the lead after its start.
 LEAD_TIMEOUT = 120.0
-# Seconds a started run may take to reach the ledger before a missing one counts as missed.
-FIRE_GRACE = 3.0
-
-# Targets of issue 10 (upper bounds): the API's as in bench/scale.py; pruning must not
-# hold up firing: no occurrence of the every-second job starts a second late
-# (bench/fire_latency.py's bar), none is missed or doubled.
-TARGET_FIRE_MS = 1000.0
-
-
-@dataclass
-class Fires:
-    """Schedule-to-start of the every-second job's occurrences due in ``[start, end)``."""
-
-    start: int
-    end: int
-    latencies: dict[int, float]  # seconds, by instant, of each occurrence that started
-    missed: int
-    doubled: int
-
-    @property
-    def expected(self) -> int:
-        return self.end - self.start
+# Targets of issue 10 (bench/measuring.py): the API's p99, and pruning must not hold up
+# firing: no occurrence of the every-second job starts a second late, none is missed or
+# doubled.
 
 
 def _job_name(number: int, group_size: int) -> str:
@@ -403,79 +374,6 @@ def _start(bench: Bench, config: dict[str, Any], *extra: str) -> Belfry:
     return bench.server
 
 
-def _ledger(bench: Bench) -> Path:
-    return bench.workdir / "ticker-ledger.txt"
-
-
-def _apply_ticker(bench: Bench) -> None:
-    group, name = TICKER.split("/")
-    ticker = {
-        "name": name,
-        "group": group,
-        "schedule": "* * * * * *",
-        # Occurrences missed while the server restarts are skipped, not caught up late.
-        "misfire": "skip",
-        "retention": {"keep_runs": 100_000},
-        "command": [
-            "bash",
-            "-c",
-            f"echo $BELFRY_SCHEDULED_FOR $EPOCHREALTIME >> {_ledger(bench)}",
-        ],
-    }
-    with bench.client() as client:
-        _apply(client, [ticker])
-
-
-def _fires(bench: Bench, start: int, end: int) -> Fires:
-    """The every-second job's starts for the occurrences due in ``[start, end)``."""
-    starts: dict[int, list[float]] = {}
-    ledger = _ledger(bench)
-    for line in ledger.read_text().splitlines() if ledger.exists() else []:
-        scheduled, started = line.split()
-        instant = round(datetime.fromisoformat(scheduled.replace("Z", "+00:00")).timestamp())
-        if start <= instant < end:
-            starts.setdefault(instant, []).append(float(started) - instant)
-    return Fires(
-        start,
-        end,
-        latencies={instant: min(values) for instant, values in starts.items()},
-        missed=(end - start) - len(starts),
-        doubled=sum(len(values) - 1 for values in starts.values()),
-    )
-
-
-def _fire_figures(fires: Fires, when: str, note: str = "") -> list[Figure]:
-    latencies = sorted(seconds * 1000 for seconds in fires.latencies.values())
-    counted = f"{fires.expected} occurrences due"
-    slowest = ""
-    if latencies:
-        worst = max(fires.latencies, key=lambda instant: fires.latencies[instant])
-        slowest = f"due {worst - fires.start} s into the window"
-    return [
-        Figure(
-            f"every-second job {when}: schedule-to-start p50",
-            _percentile(latencies, 0.5) if latencies else None,
-            "ms",
-            note=f"{counted}{'; ' + note if note else ''}",
-        ),
-        Figure(
-            f"every-second job {when}: schedule-to-start p99",
-            _percentile(latencies, 0.99) if latencies else None,
-            "ms",
-            TARGET_FIRE_MS,
-        ),
-        Figure(
-            f"every-second job {when}: schedule-to-start max",
-            max(latencies) if latencies else None,
-            "ms",
-            TARGET_FIRE_MS,
-            slowest,
-        ),
-        Figure(f"every-second job {when}: missed", fires.missed, "", 0),
-        Figure(f"every-second job {when}: doubled", fires.doubled, "", 0),
-    ]
-
-
 # --- 2. API latency --------------------------------------------------------------------------
 
 
@@ -488,7 +386,7 @@ def api_latency(bench: Bench) -> None:
     if row is None or row[0] is None:
         raise BenchError("no seeded runs")
     first_run, last_run = row
-    _apply_ticker(bench)
+    apply_ticker(bench)
     rng = random.Random(10)
 
     def one_job() -> str:
@@ -512,7 +410,7 @@ def api_latency(bench: Bench) -> None:
     with bench.client(timeout=REQUEST_TIMEOUT) as client:
         for label, paths in cases:
             client.get(paths()).raise_for_status()  # a warm-up: the connection, the caches
-            times, size, stopped = _timed(client, paths, args.requests, LIST_BUDGET)
+            times, size, stopped = timed_gets(client, paths, args.requests, LIST_BUDGET)
             note = f"{len(times)} requests, last {size / 1024:,.1f} KiB"
             bench.add(
                 Figure(
@@ -532,7 +430,7 @@ def api_latency(bench: Bench) -> None:
     start = math.ceil(time.time())
     end = start + args.fire_seconds
     time.sleep(max(0.0, end + FIRE_GRACE - time.time()))
-    bench.add(*_fire_figures(_fires(bench, start, end), "without pruning"))
+    bench.add(*fire_figures(fires_between(bench, start, end), "without pruning"))
     bench.stop()
 
 
@@ -562,7 +460,7 @@ def retention(bench: Bench) -> None:
         began = time.time()
         _start(bench, {"retention": {"keep_runs": KEEP_RUNS, "keep_days": args.keep_days}})
         # The pruner starts with the scheduler, when the server takes the lead.
-        _wait(lambda: _leader_epoch(conn) > epoch, LEAD_TIMEOUT, "the server to take the lead")
+        wait_for(lambda: _leader_epoch(conn) > epoch, LEAD_TIMEOUT, "the server to take the lead")
         leading_at = time.time()
         # (seconds since the start, old runs left), every --poll seconds
         samples = [(0.0, old_before)]
@@ -581,7 +479,7 @@ def retention(bench: Bench) -> None:
     start = math.ceil(leading_at + FIRE_LEAD)
     end = max(math.ceil(pruned_at), start + args.min_fire_seconds)
     time.sleep(max(0.0, end + FIRE_GRACE - time.time()))
-    fires = _fires(bench, start, end)
+    fires = fires_between(bench, start, end)
     during = max(0, min(end, math.ceil(pruned_at)) - start)
     window = (
         f"from {FIRE_LEAD:g} s after the server took the lead ({leading_at - began:.1f} s after "
@@ -596,7 +494,7 @@ def retention(bench: Bench) -> None:
             f"{(old_before - left) / took:,.0f} runs/s",
             failure=f"{left:,} left after {args.prune_timeout:.0f} s" if left else "",
         ),
-        *_fire_figures(fires, "while pruning", window),
+        *fire_figures(fires, "while pruning", window),
     )
     bench.stop()
     # Deleted rows leave free space that new rows reuse (after autovacuum): the files do
@@ -662,37 +560,7 @@ def main() -> None:
     if not 0 <= args.old_fraction <= 1 or args.keep_days < 2:
         parser.error("--old-fraction is between 0 and 1; --keep-days at least 2")
 
-    machine = _machine("postgresql")
-    print(f"machine: {machine}", file=sys.stderr)
-    workdir = Path(tempfile.mkdtemp(prefix="belfry-history-"))
-    db_url, dbname = _database("postgresql", workdir)
-    bench = Bench(args, workdir, db_url, dbname, workdir / "home")
-    failed = None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop_on)
-    try:
-        for name, phase in PHASES:
-            print(f"{name}:", file=sys.stderr)
-            try:
-                phase(bench)
-            except (BenchError, AssertionError, httpx.HTTPError, OSError, psycopg.Error) as error:
-                failed = f"{name}: {type(error).__name__}: {error}"
-                break
-    finally:
-        bench.stop()
-        _drop(dbname)
-    print()
-    print(f"`python bench/history.py {' '.join(sys.argv[1:])}` (postgresql)")
-    print()
-    print(render(bench, machine))
-    if failed:
-        log = bench.home / "server.log"
-        tail = log.read_text()[-3000:] if log.exists() else ""
-        print(f"\nbenchmark failed in {failed}\nserver log tail:\n{tail}", file=sys.stderr)
-        print(f"logs kept in {workdir}", file=sys.stderr)
-        sys.exit(2)
-    shutil.rmtree(workdir, ignore_errors=True)
-    sys.exit(1 if any(figure.missed for figure in bench.figures) else 0)
+    run_bench("history", args, "postgresql", PHASES)
 
 
 if __name__ == "__main__":

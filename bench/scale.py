@@ -3,11 +3,16 @@
 Against a real ``belfry server --no-worker`` process on a fresh database (PostgreSQL by
 default: created here and dropped at the end; ``--db sqlite`` for a SQLite file):
 
-1. load: ``--jobs`` enabled hourly jobs (``M * * * *``, M = n mod 60: spread evenly over
-   the hour), in groups of ``--group-size``, applied through ``POST /api/v1/apply`` in
-   batches of ``--batch``: the time of each batch and of the whole load. Each job has a
-   ``start`` bound a day ahead, so that none of them fires while the benchmark runs (the
-   idle and latency figures are then about a server with nothing due).
+0. baseline: the first ``--baseline-jobs`` of the jobs below are applied, then an
+   every-second job (``* * * * * *``, run by one remote ``belfry worker``, its command
+   appending ``$BELFRY_SCHEDULED_FOR $EPOCHREALTIME`` to a ledger) fires for
+   ``--fire-seconds`` seconds: its schedule-to-start p50/p99/max, missed and doubled
+   occurrences. It is deleted afterwards (it would keep the idle server busy).
+1. load: the rest of ``--jobs`` enabled hourly jobs (``M * * * *``, M = n mod 60: spread
+   evenly over the hour), in groups of ``--group-size``, applied through ``POST
+   /api/v1/apply`` in batches of ``--batch``: the time of each batch and of the whole load.
+   Each job has a ``start`` bound a day ahead, so that none of them fires while the
+   benchmark runs (the idle and latency figures are then about a server with nothing due).
 2. start-up: the server is stopped and started again on the loaded database. Measured
    from the ``Popen`` of ``belfry server`` until ``/healthz`` answers 200, until ``/readyz``
    answers 200, and until the scheduler has made its first pass: a canary job (a one-off
@@ -17,12 +22,14 @@ default: created here and dropped at the end; ``--db sqlite`` for a SQLite file)
    ``--settle`` + ``--idle-seconds`` seconds idle; its CPU time over the last
    ``--idle-seconds`` seconds, as % of one core (and, apart, that of the PostgreSQL
    backends serving it).
-4. burst: ``--burst`` one-off jobs due in the same second, run by ``--workers`` remote
+4. fire: the every-second job again, with every job loaded: the same figures, and how much
+   its p99 grew over the baseline's (the target: unchanged, within the noise).
+5. burst: ``--burst`` one-off jobs due in the same second, run by ``--workers`` remote
    ``belfry worker --slots`` processes; each command appends its own start time
    (``$EPOCHREALTIME``) to a ledger, as in ``bench/fire_latency.py``: the time from the due
    second until the last one started, p50/p99 of schedule-to-start, missed, doubled and the
    runs recorded as succeeded.
-5. API latency with every job in place: ``GET /api/v1/jobs`` (its first page, of the
+6. API latency with every job in place: ``GET /api/v1/jobs`` (its first page, of the
    default size), ``GET /api/v1/jobs?group=G`` (the first page of one group) and ``GET
    /api/v1/jobs/G/N``, p50/p99 over ``--requests`` requests (fewer if they take more
    than ``LIST_BUDGET`` seconds in all; at least one).
@@ -30,9 +37,9 @@ default: created here and dropped at the end; ``--db sqlite`` for a SQLite file)
 Prints a markdown table: each figure next to its target, met or missed by how much. Exits 1
 if a target was missed, 2 if the benchmark itself failed.
 
-Usage: python bench/scale.py [--jobs 100000] [--burst 1000] [--idle-seconds 60]
-                             [--db postgresql|sqlite]
-Smoke run: python bench/scale.py --jobs 2000 --burst 100 --idle-seconds 5
+Usage: python bench/scale.py [--jobs 100000] [--baseline-jobs 1000] [--fire-seconds 60]
+                             [--burst 1000] [--idle-seconds 60] [--db postgresql|sqlite]
+Smoke run: python bench/scale.py --jobs 2000 --burst 100 --idle-seconds 5 --fire-seconds 10
 """
 
 from __future__ import annotations
@@ -40,149 +47,59 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
-import platform
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 import psutil
 import psycopg
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from fire_latency import (  # noqa: E402 - the latency bench's database and run helpers
-    PG_ADMIN,
-    _database,
-    _drop,
-    _percentile,
-    _recorded,
+from fire_latency import PG_ADMIN, _percentile, _recorded  # the latency bench's helpers
+from measuring import (
+    FIRE_GRACE,
+    FIRE_LEAD,
+    LIST_BUDGET,
+    MIB,
+    REQUEST_TIMEOUT,
+    TARGET_API_P99_MS,
+    TICKER,
+    Bench,
+    BenchError,
+    Figure,
+    Fires,
+    apply_jobs,
+    apply_ticker,
+    fire_figures,
+    fires_between,
+    iso,
+    run_bench,
+    timed_gets,
+    wait_for,
 )
-from tests.e2e.conftest import Belfry, start_server  # noqa: E402 - the tests' server starter
-from tests.e2e.fleet import Fleet  # noqa: E402 - and their `belfry worker` starter
+from tests.e2e.conftest import Belfry  # the tests' server handle
+from tests.e2e.fleet import Fleet  # and their `belfry worker` starter
 
-MIB = 1024 * 1024
 CANARY = "bench-canary/canary"
 BURST_GROUP = "bench-burst"
 # The burst's due second is this far after its apply begins (runs are made 1.5 s ahead).
 BURST_LEAD = 12.0
 # Seconds the burst may take before its missing runs count as missed.
 BURST_TIMEOUT = 60.0
-# A listing of many jobs may take seconds a request: stop after this long (at least one).
-LIST_BUDGET = 120.0
-# A request that has not answered after this long is given up (and its figure missed).
-REQUEST_TIMEOUT = 600.0
 
 # Targets of issue 10 (upper bounds).
 TARGET_APPLY_10K_S = 10.0
 TARGET_RSS_MIB = 200.0
 TARGET_IDLE_CPU_PCT = 2.0
 TARGET_BURST_LAST_S = 1.5
-TARGET_API_P99_MS = 100.0
-
-
-class BenchError(Exception):
-    """The benchmark could not measure (not a missed target)."""
-
-
-class Stopped(BenchError):
-    """SIGTERM or SIGINT: measuring stops; the processes are stopped, the database dropped
-    and what was measured is printed."""
-
-
-def _stop_on(signum: int, frame: FrameType | None) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the clean-up short
-    raise Stopped(f"stopped by {signal.Signals(signum).name}")
-
-
-@dataclass
-class Figure:
-    what: str
-    value: float | None
-    unit: str  # s, ms, MiB, %, or "" for a count
-    target: float | None = None  # an upper bound
-    note: str = ""
-    failure: str = ""  # the target is missed whatever the value (e.g. runs never started)
-
-    def _show(self, value: float) -> str:
-        digits = {"s": 2, "ms": 1, "MiB": 0, "%": 2}.get(self.unit, 0)
-        return f"{value:,.{digits}f} {self.unit}".strip()
-
-    @property
-    def missed(self) -> bool:
-        if self.target is None:
-            return False
-        return bool(self.failure) or self.value is None or self.value > self.target
-
-    def cells(self) -> list[str]:
-        shown = "n/a" if self.value is None else self._show(self.value)
-        if self.target is None:
-            return [self.what, shown, "", "", self.note]
-        target = f"<= {self._show(self.target)}"
-        if self.failure:
-            verdict = f"missed: {self.failure}"
-        elif self.value is None:
-            verdict = "not measured"
-        elif self.value <= self.target:
-            verdict = "met"
-        else:
-            ratio = f" ({self.value / self.target:.1f}x)" if self.target else ""
-            verdict = f"missed by {self._show(self.value - self.target)}{ratio}"
-        return [self.what, shown, target, verdict, self.note]
-
-
-@dataclass
-class Bench:
-    args: argparse.Namespace
-    workdir: Path
-    db_url: str
-    dbname: str | None  # the PostgreSQL database (None: SQLite)
-    home: Path
-    server: Belfry | None = None
-    figures: list[Figure] = field(default_factory=list)
-
-    def add(self, *figures: Figure) -> None:
-        self.figures.extend(figures)
-        for figure in figures:
-            print(f"  {' | '.join(c for c in figure.cells() if c)}", file=sys.stderr)
-
-    @property
-    def live(self) -> Belfry:
-        if self.server is None:
-            raise BenchError("no server is running")
-        return self.server
-
-    def client(self, timeout: float = 600) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.live.url,
-            headers={"Authorization": f"Bearer {self.live.token}"},
-            timeout=timeout,
-        )
-
-    def start(self) -> Belfry:
-        self.server = start_server(self.home, self.db_url, "--no-worker")
-        return self.server
-
-    def stop(self) -> float:
-        """Stop the server; the time it took (s)."""
-        began = time.perf_counter()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        return time.perf_counter() - began
+# "Schedule-to-start p99 unchanged vs 1,000 jobs": two windows of a minute differ by a few
+# ms from noise alone on this machine; more than this is the scheduler slowing down.
+TARGET_FIRE_GROWTH_MS = 10.0
+# The baseline's every-second-job latency, kept for the comparison (Bench.kept).
+BASELINE = "baseline fires"
 
 
 def _database_cpu(dbname: str | None) -> float | None:
@@ -215,63 +132,103 @@ def _rss_mib(server: Belfry) -> float:
     return psutil.Process(server.process.pid).memory_info().rss / MIB
 
 
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# --- 0. baseline, 1. load, 4. fire (the every-second job) --------------------------------
 
 
-def _apply(client: httpx.Client, jobs: list[dict[str, Any]]) -> float:
-    """POST /api/v1/apply of ``jobs``; its time (s). Every job must be created."""
-    began = time.perf_counter()
-    response = client.post("/api/v1/apply", json={"jobs": jobs})
-    took = time.perf_counter() - began
-    if response.status_code != 200:
-        raise BenchError(f"apply answered {response.status_code}: {response.text[:500]}")
-    created = sum(1 for change in response.json()["changes"] if change["action"] == "create")
-    if created != len(jobs):
-        raise BenchError(f"apply created {created} of {len(jobs)} jobs")
-    return took
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-# --- 1. load ---------------------------------------------------------------------------------
-
-
-def load(bench: Bench) -> None:
-    args = bench.args
-    server = bench.start()
+def _scale_jobs(args: argparse.Namespace, first: int, last: int) -> list[dict[str, Any]]:
+    """Jobs ``first`` to ``last - 1``: hourly, spread over the hour, first due tomorrow."""
     # A day ahead, on the hour: every job's first occurrence is in that hour, spread over it.
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-    jobs = [
+    return [
         {
             "name": f"job-{n:06d}",
             "group": f"scale-{n // args.group_size:03d}",
             "schedule": f"{n % 60} * * * *",
-            "start": _iso(start),
+            "start": iso(start),
             "command": ["bash", "-c", f"echo scale job {n}"],
             "description": f"scale benchmark job {n}",
         }
-        for n in range(args.jobs)
+        for n in range(first, last)
     ]
+
+
+def _ticking(bench: Bench) -> Fires:
+    """The every-second job, run by one remote worker, over ``--fire-seconds`` seconds;
+    then deleted (it would keep the server busy every second)."""
+    args = bench.args
+    fleet = Fleet(bench.live, bench.db_url, bench.workdir)
+    try:
+        fleet.start("scale-ticker", "default")
+        apply_ticker(bench)
+        # Runs are made 1.5 s ahead: occurrences due sooner could not be on time.
+        start = math.ceil(time.time() + FIRE_LEAD)
+        end = start + round(args.fire_seconds)
+        time.sleep(max(0.0, end + FIRE_GRACE - time.time()))
+    finally:
+        with bench.client() as client:
+            client.delete(f"/api/v1/jobs/{TICKER}").raise_for_status()
+        for worker in fleet.workers:
+            worker.stop()
+    return fires_between(bench, start, end)
+
+
+def baseline(bench: Bench) -> None:
+    """The every-second job's latency with the first ``--baseline-jobs`` jobs loaded."""
+    args = bench.args
+    bench.start()
+    count = min(args.baseline_jobs, args.jobs)
+    with bench.client() as client:
+        apply_jobs(client, _scale_jobs(args, 0, count))
+    fires = _ticking(bench)
+    bench.kept[BASELINE] = fires
+    bench.add(*fire_figures(fires, f"at {count:,} jobs", "one remote worker"))
+
+
+def fire(bench: Bench) -> None:
+    """The same with every job loaded: the scheduler's work must not grow with the jobs."""
+    args = bench.args
+    fires = _ticking(bench)
+    figures = fire_figures(fires, f"at {args.jobs:,} jobs", "one remote worker")
+    p99 = _p99_ms(fires)
+    before = _p99_ms(bench.kept.get(BASELINE))
+    growth = None if p99 is None or before is None else p99 - before
+    count = min(args.baseline_jobs, args.jobs)
+    figures.append(
+        Figure(
+            f"every-second job: p99 at {args.jobs:,} jobs minus p99 at {count:,} jobs",
+            growth,
+            "ms",
+            TARGET_FIRE_GROWTH_MS,
+            f"unchanged within the noise of two windows of {round(args.fire_seconds)} occurrences",
+        )
+    )
+    bench.add(*figures)
+
+
+def _p99_ms(fires: Fires | None) -> float | None:
+    if fires is None or not fires.latencies:
+        return None
+    return _percentile(sorted(fires.latencies.values()), 0.99) * 1000
+
+
+def load(bench: Bench) -> None:
+    args = bench.args
+    server = bench.live
+    loaded = min(args.baseline_jobs, args.jobs)
+    jobs = _scale_jobs(args, loaded, args.jobs)
+    if not jobs:
+        return
     times = []
     began = time.perf_counter()
     with bench.client() as client:
         for first in range(0, len(jobs), args.batch):
-            times.append(_apply(client, jobs[first : first + args.batch]))
+            times.append(apply_jobs(client, jobs[first : first + args.batch]))
             print(
-                f"  applied {min(first + args.batch, args.jobs):,} jobs ({times[-1]:.1f} s)",
+                f"  {loaded + min(first + args.batch, len(jobs)):,} jobs ({times[-1]:.1f} s)",
                 file=sys.stderr,
             )
     total = time.perf_counter() - began
-    size = min(args.batch, args.jobs)
+    size = min(args.batch, len(jobs))
     label = f"apply of {size:,} jobs (one request)"
     bench.add(
         Figure(
@@ -279,7 +236,7 @@ def load(bench: Bench) -> None:
             times[0],
             "s",
             TARGET_APPLY_10K_S if size == 10_000 else None,
-            "empty database",
+            f"{loaded:,} jobs there before",
         ),
         Figure(
             f"{label}, slowest batch",
@@ -289,10 +246,10 @@ def load(bench: Bench) -> None:
             f"median {_percentile(times, 0.5):.2f} s over {len(times)} batches",
         ),
         Figure(
-            f"load of {args.jobs:,} jobs",
+            f"load of {len(jobs):,} jobs",
             total,
             "s",
-            note=f"{args.jobs / total:,.0f} jobs/s",
+            note=f"{len(jobs) / total:,.0f} jobs/s",
         ),
         Figure("RSS of the server after the load", _rss_mib(server), "MiB"),
     )
@@ -310,13 +267,13 @@ def restart(bench: Bench) -> None:
     canary = {
         "name": name,
         "group": group,
-        "schedule": f"at {_iso(instant)}",
+        "schedule": f"at {iso(instant)}",
         "pool": "bench-canary",  # no worker serves it: the run is recorded, never run
         "starting_deadline": "1s",
         "command": "true",
     }
     with bench.client() as client:
-        _apply(client, [canary])
+        apply_jobs(client, [canary])
     stopped_in = bench.stop()
     if time.time() > instant.timestamp() - 2.0:
         raise BenchError(
@@ -327,13 +284,13 @@ def restart(bench: Bench) -> None:
     began = time.perf_counter()
     server = bench.start()  # returns once /healthz answers 200 (polled every 0.1 s)
     healthz = time.perf_counter() - began
-    _wait(
+    wait_for(
         lambda: httpx.get(server.url + "/readyz", timeout=5).status_code == 200,
         120,
         "/readyz",
     )
     readyz = time.perf_counter() - began
-    _wait(
+    wait_for(
         lambda: server.api("GET", "/api/v1/runs", params={"job": CANARY, "limit": 1}),
         300,
         "the scheduler's first pass (the canary's run)",
@@ -410,7 +367,7 @@ def idle(bench: Bench) -> None:
     )
 
 
-# --- 4. burst --------------------------------------------------------------------------------
+# --- 5. burst --------------------------------------------------------------------------------
 
 
 def burst(bench: Bench) -> None:
@@ -428,7 +385,7 @@ def burst(bench: Bench) -> None:
             {
                 "name": f"burst-{n:04d}",
                 "group": BURST_GROUP,
-                "schedule": f"at {_iso(datetime.fromtimestamp(instant, UTC))}",
+                "schedule": f"at {iso(datetime.fromtimestamp(instant, UTC))}",
                 "command": [
                     "bash",
                     "-c",
@@ -438,7 +395,7 @@ def burst(bench: Bench) -> None:
             for n in range(args.burst)
         ]
         with bench.client() as client:
-            applied_in = _apply(client, jobs)
+            applied_in = apply_jobs(client, jobs)
         if time.time() > instant - 2.0:
             raise BenchError(
                 f"the apply of the burst's {args.burst} jobs took {applied_in:.1f} s: "
@@ -489,28 +446,7 @@ def burst(bench: Bench) -> None:
     )
 
 
-# --- 5. API latency --------------------------------------------------------------------------
-
-
-def _timed(
-    client: httpx.Client, paths: Callable[[], str], count: int, budget: float
-) -> tuple[list[float], int, str]:
-    """Milliseconds of ``count`` GETs (fewer if ``budget`` s runs out, at least one);
-    the last response's size; why it stopped early ("" if it did not)."""
-    times: list[float] = []
-    size = 0
-    began = time.perf_counter()
-    while len(times) < count and (not times or time.perf_counter() - began < budget):
-        path = paths()
-        start = time.perf_counter()
-        try:
-            response = client.get(path)
-        except httpx.TimeoutException:
-            return times, size, f"no answer within {REQUEST_TIMEOUT:.0f} s"
-        times.append((time.perf_counter() - start) * 1000)
-        response.raise_for_status()
-        size = len(response.content)
-    return times, size, ""
+# --- 6. API latency --------------------------------------------------------------------------
 
 
 def api_latency(bench: Bench) -> None:
@@ -541,7 +477,7 @@ def api_latency(bench: Bench) -> None:
     with bench.client(timeout=REQUEST_TIMEOUT) as client:
         client.get(one_job()).raise_for_status()  # a warm-up: the connection, the caches
         for label, paths, budget in cases:
-            times, size, stopped = _timed(client, paths, args.requests, budget)
+            times, size, stopped = timed_gets(client, paths, args.requests, budget)
             note = f"{len(times)} requests, {size / 1024:,.0f} KiB"
             p50 = _percentile(times, 0.5) if times else None
             p99 = _percentile(times, 0.99) if times else None
@@ -579,45 +515,12 @@ def quiet_check(bench: Bench) -> None:
 # --- the report ------------------------------------------------------------------------------
 
 
-def _machine(kind: str) -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    database = "SQLite"
-    if kind == "postgresql":
-        with psycopg.connect(PG_ADMIN) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        database = f"PostgreSQL {row[0] if row else '?'}"
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"{platform.node()}: {os.cpu_count()} cores ({model}), "
-        f"{psutil.virtual_memory().total / MIB / 1024:.1f} GiB, "
-        f"{platform.python_implementation()} {platform.python_version()}, {database}, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}"
-    )
-
-
-def render(bench: Bench, machine: str) -> str:
-    header = ["what", "measured", "target", "verdict", "notes"]
-    lines = [f"machine: {machine}", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|---:|---:|---|---|")
-    lines += ["| " + " | ".join(figure.cells()) + " |" for figure in bench.figures]
-    missed = [figure.what for figure in bench.figures if figure.missed]
-    lines.append("")
-    lines.append(f"targets missed: {len(missed)}" + (": " + "; ".join(missed) if missed else ""))
-    return "\n".join(lines)
-
-
 PHASES: list[tuple[str, Callable[[Bench], None]]] = [
+    ("baseline", baseline),
     ("load", load),
-    # `--runs N` (issue 10, second part) goes here: runs made in the database before the
-    # restart, so that start-up, memory and the API are measured with them.
     ("start-up", restart),
     ("idle", idle),
+    ("fire", fire),
     ("burst", burst),
     ("API latency", api_latency),
     ("quiet check", quiet_check),
@@ -627,6 +530,12 @@ PHASES: list[tuple[str, Callable[[Bench], None]]] = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument(
+        "--baseline-jobs", type=int, default=1000, help="jobs loaded for the baseline latency"
+    )
+    parser.add_argument(
+        "--fire-seconds", type=float, default=60.0, help="every-second job window, each time"
+    )
     parser.add_argument("--burst", type=int, default=1000, help="runs due in the same second")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle CPU window")
     parser.add_argument(
@@ -642,42 +551,13 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=None, help="[default: --burst]")
     parser.add_argument("--requests", type=int, default=50, help="requests per API figure")
     args = parser.parse_args()
-    if args.jobs < 1 or args.burst < 1 or args.batch < 1 or args.group_size < 1:
-        parser.error("--jobs, --burst, --batch and --group-size must be positive")
+    if min(args.jobs, args.burst, args.batch, args.group_size, args.baseline_jobs) < 1:
+        parser.error("--jobs, --baseline-jobs, --burst, --batch and --group-size must be positive")
+    if args.fire_seconds < 10:
+        parser.error("--fire-seconds: at least 10")
     args.settle = 2 * args.idle_seconds if args.settle is None else args.settle
     args.slots = args.slots or args.burst
-
-    machine = _machine(args.db)
-    print(f"machine: {machine}", file=sys.stderr)
-    workdir = Path(tempfile.mkdtemp(prefix="belfry-scale-"))
-    db_url, dbname = _database(args.db, workdir)
-    bench = Bench(args, workdir, db_url, dbname, workdir / "home")
-    failed = None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop_on)
-    try:
-        for name, phase in PHASES:
-            print(f"{name}:", file=sys.stderr)
-            try:
-                phase(bench)
-            except (BenchError, AssertionError, httpx.HTTPError, OSError) as error:
-                failed = f"{name}: {type(error).__name__}: {error}"
-                break
-    finally:
-        bench.stop()
-        _drop(dbname)
-    print()
-    print(f"`python bench/scale.py {' '.join(sys.argv[1:])}` ({args.db})")
-    print()
-    print(render(bench, machine))
-    if failed:
-        log = bench.home / "server.log"
-        tail = log.read_text()[-3000:] if log.exists() else ""
-        print(f"\nbenchmark failed in {failed}\nserver log tail:\n{tail}", file=sys.stderr)
-        print(f"logs kept in {workdir}", file=sys.stderr)
-        sys.exit(2)
-    shutil.rmtree(workdir, ignore_errors=True)
-    sys.exit(1 if any(figure.missed for figure in bench.figures) else 0)
+    run_bench("scale", args, args.db, PHASES)
 
 
 if __name__ == "__main__":
