@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:7711
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench bench-failover bench-scale bench-history chaos screenshots clean
+.PHONY: help run test lint format bench bench-failover bench-scale bench-history bench-batching chaos screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench-scale: $(BIN)/.installed ## 100,000 jobs on PostgreSQL: apply, start-up, R
 bench-history: $(BIN)/.installed ## 100,000 jobs, 10 million runs on PostgreSQL: seeding, sizes, job/runs API latency, firing while pruning
 	@scripts/ensure-postgres.sh
 	$(BIN)/python bench/history.py
+
+bench-batching: $(BIN)/.installed ## Fire, claim and report writes on PostgreSQL, unbatched vs batched: throughput, light-load latency
+	@scripts/ensure-postgres.sh
+	$(BIN)/python bench/batching.py
 
 chaos: $(BIN)/.installed ## Fault injection for 30 min (>= 100 faults): duplicates, misses, early starts, failover times
 	@scripts/ensure-system-packages.sh
