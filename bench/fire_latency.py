@@ -16,8 +16,13 @@ the highest rate measured with p99 under 1 s and nothing missed.
 With ``--profile DIR`` the server (and one worker) are sampled with py-spy over each window
 and a summary of where their CPU went is printed (``bench/hot_paths.py``).
 
+With ``--output-lines L`` each command also prints L lines of ~80 characters to stdout, one
+``echo`` (one write) each, after its ledger line, so the output path (reading the pipes,
+masking, batching, reporting, storing chunks) is exercised; the ledger line and thus the
+start times are unchanged.
+
 Usage: python bench/fire_latency.py [--jobs 10,100,500] [--seconds 10] [--db sqlite,postgresql]
-                                    [--workers K] [--profile DIR]
+                                    [--workers K] [--profile DIR] [--output-lines L]
 """
 
 from __future__ import annotations
@@ -192,10 +197,11 @@ def belfry(
     workdir: Path,
     remote: int = 0,
     profile: Path | None = None,
+    output_lines: int = 0,
 ) -> Result:
     url, dbname = _database(kind, workdir)
-    home = workdir / f"home-{kind}-{jobs}-{remote}"
-    ledger = workdir / f"ledger-{kind}-{jobs}-{remote}.txt"
+    home = workdir / f"home-{kind}-{jobs}-{remote}-{output_lines}"
+    ledger = workdir / f"ledger-{kind}-{jobs}-{remote}-{output_lines}.txt"
     ledger.write_text("")
     server = start_server(home, url, *(["--no-worker"] if remote else []))
     workers = _start_workers(url, server.url, remote, workdir) if remote else []
@@ -207,7 +213,8 @@ def belfry(
                 '    schedule: "* * * * * *"',
                 "    retention: {keep_runs: 100000}",
                 "    command: [bash, -c, "
-                f"'echo $BELFRY_JOB $BELFRY_SCHEDULED_FOR $EPOCHREALTIME >> {ledger}']",
+                f"'echo $BELFRY_JOB $BELFRY_SCHEDULED_FOR $EPOCHREALTIME >> {ledger}"
+                f"{_printing(output_lines)}']",
             ]
         spec = workdir / f"jobs-{kind}-{jobs}.yaml"
         spec.write_text("\n".join(lines) + "\n")
@@ -221,12 +228,15 @@ def belfry(
             time.sleep(max(0.0, window_start - time.time()))
             pids = {"server": server.process.pid, **({"worker": workers[0].pid} if workers else {})}
             for role, pid in pids.items():
-                out = profile / f"{kind}-{jobs}-{remote}-{role}.raw"
+                out = profile / f"{kind}-{jobs}-{remote}-{output_lines}-{role}.raw"
                 samplers.append((role, out, hot_paths.record(pid, seconds, out)))
         time.sleep(max(0.0, window_end + 3 - time.time()))
         for role, out, sampler in samplers:
             sampler.wait(timeout=60)
-            title = f"{kind}, {jobs} jobs/s, {remote} remote workers: {role}"
+            title = (
+                f"{kind}, {jobs} jobs/s, {remote} remote workers, "
+                f"{output_lines} output lines per run: {role}"
+            )
             print(hot_paths.summarize(out, seconds).render(title) + "\n", file=sys.stderr)
         recorded = _recorded(server, window_start, window_end)
     finally:
@@ -242,7 +252,11 @@ def belfry(
     expected = jobs * seconds
     latencies = [values[0] for values in seen.values()]
     duplicated = sum(len(values) - 1 for values in seen.values())
-    label = f"belfry {kind}" + (f", {remote} remote workers" if remote else "")
+    label = (
+        f"belfry {kind}"
+        + (f", {remote} remote workers" if remote else "")
+        + (f", {output_lines} output lines" if output_lines else "")
+    )
     return Result(
         label,
         jobs,
@@ -253,6 +267,16 @@ def belfry(
         recorded,
         latencies,
     )
+
+
+def _printing(lines: int) -> str:
+    """Shell that prints ``lines`` lines of ~80 characters after the ledger line (bash
+    builtins only, so no process is spawned beyond the command's own)."""
+    if lines <= 0:
+        return ""
+    text = f"line $i of {lines} from bench job $BELFRY_JOB: the quick brown fox jumps over the"
+    text += " lazy dog"
+    return f'; for ((i = 1; i <= {lines}; i++)); do echo "{text}"; done'
 
 
 def _recorded(server: object, start: int, end: int) -> int:
@@ -293,6 +317,13 @@ def main() -> None:
         help="sample the server (and a worker) with py-spy over each window; summaries on "
         "stderr, samples kept in DIR",
     )
+    parser.add_argument(
+        "--output-lines",
+        type=int,
+        default=0,
+        metavar="L",
+        help="each command also prints L lines of ~80 characters to stdout (default 0: none)",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -306,7 +337,15 @@ def main() -> None:
             print(f"measured floor N={jobs}", file=sys.stderr)
             for kind in kinds:
                 results.append(
-                    belfry(kind, jobs, args.seconds, workdir, args.workers, args.profile)
+                    belfry(
+                        kind,
+                        jobs,
+                        args.seconds,
+                        workdir,
+                        args.workers,
+                        args.profile,
+                        args.output_lines,
+                    )
                 )
                 print(f"measured {kind} N={jobs}", file=sys.stderr)
     header = ["what", "N/s", "expected", "missed", "dup", "recorded", "p50 ms", "p99 ms", "max ms"]

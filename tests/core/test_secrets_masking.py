@@ -73,6 +73,28 @@ def test_regex_characters_in_a_secret_are_literal() -> None:
     assert _stream(masker, ["a.b*c(d axbbbcd"]) == f"{MASK} axbbbcd"
 
 
+def test_secrets_starting_with_regex_characters_are_held_back_and_masked() -> None:
+    """The held-back end is looked for at the characters secrets start with (as a regex):
+    those must be taken literally, whatever they are."""
+    secrets = ["]x-y1", "^abc2", "\\ab3", "-dash4", ".dot5", "|bar6", "[br7"]
+    masker = SecretMasker(secrets)
+    for secret in secrets:
+        text = f"<{secret}>"
+        for cut in range(1, len(text)):
+            assert _stream(masker, [text[:cut], text[cut:]]) == f"<{MASK}>", (secret, cut)
+        assert _stream(masker, list(text)) == f"<{MASK}>"
+        # Only the start of a secret at the end is held back, from its first character.
+        assert masker.feed("stdout", f"x{secret[:-1]}") == "x"
+        assert masker.flush("stdout") == secret[:-1]
+
+
+def test_only_an_end_that_starts_a_secret_is_held_back() -> None:
+    masker = SecretMasker(["token-1234"])
+    # "t" occurs often near the end; only the "tok" that starts the secret is held.
+    assert masker.feed("stdout", "that tot is at tok") == "that tot is at "
+    assert masker.feed("stdout", "en-1234 ok\n") == f"{MASK} ok\n"
+
+
 def test_mask_replaces_whole_occurrences() -> None:
     assert SecretMasker(["p@ss-word"]).mask("x p@ss-word y") == f"x {MASK} y"
 

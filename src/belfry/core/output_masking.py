@@ -39,6 +39,15 @@ class SecretMasker:
             else None
         )
         self._longest = len(self._secrets[0]) if self._secrets else 0
+        # A held-back end can only begin at a character some secret starts with; the regex
+        # engine finds those, so a write's end costs no Python work per character (trying
+        # every position there made an 80-byte write ~17x dearer than with no secrets).
+        first_characters = {secret[0] for secret in self._secrets}
+        self._secret_start = (
+            re.compile("|".join(re.escape(first) for first in first_characters))
+            if first_characters
+            else None
+        )
         self._held: dict[str, str] = {}
 
     @property
@@ -85,8 +94,9 @@ class SecretMasker:
         """The first index at or after ``position`` from which the rest of ``text`` is the
         start of a secret but not yet all of it (``len(text)`` if there is none)."""
         end = len(text)
-        for start in range(max(position, end - self._longest + 1), end):
-            tail = text[start:]
+        assert self._secret_start is not None  # only called while masking
+        for candidate in self._secret_start.finditer(text, max(position, end - self._longest + 1)):
+            tail = text[candidate.start() :]
             if any(len(secret) > len(tail) and secret.startswith(tail) for secret in self._secrets):
-                return start
+                return candidate.start()
         return end
