@@ -133,3 +133,28 @@ async def test_signals_of_a_newer_server_or_malformed_ones_are_ignored(
     if body.startswith("someone-else jobs"):
         expected[Topic.JOBS] = 1
     assert heard.topics == expected
+
+
+async def test_a_listener_cut_off_by_the_database_listens_again_and_looks_meanwhile(
+    pg_url: str,
+) -> None:
+    link = PostgresPeerLink(pg_url)
+    heard = Heard()
+    async with listening(link, heard):
+        await _until_arriving(link)
+        heard.topics.clear()
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            # The listening connection, as a failover or an idle-session timeout ends it.
+            cursor = await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query = 'LISTEN belfry'"
+            )
+            assert [row[0] for row in await cursor.fetchall()] == [True]
+        # What changed while nobody listened is looked at: every topic is heard.
+        await heard.until(lambda: all(heard.topics[topic] for topic in Topic))
+        await _until_arriving(link)
+        # And signals arrive again on the new connection.
+        heard.topics.clear()
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+            await other.execute("SELECT pg_notify('belfry', 'someone-else jobs')")
+        await heard.until(lambda: heard.topics[Topic.JOBS] >= 1)

@@ -44,6 +44,8 @@ class PostgresPeerLink:
         self._pending: set[str] = set()
         self._flushing: asyncio.Task[None] | None = None
         self._sender: psycopg.AsyncConnection[Any] | None = None
+        # The flush and the probe both send: one connects at a time, and only once.
+        self._sending = asyncio.Lock()
         # Whether this server's probes come back (False: listeners poll every second;
         # None: not known yet).
         self.arriving: bool | None = None
@@ -65,20 +67,21 @@ class PostgresPeerLink:
         """Send one notification (a second try on a fresh connection); False if it could
         not be sent: the others' listeners notice no probe of ours is missing, but their
         timers are the net for the signals lost while the database is away."""
-        for attempt in range(2):
-            try:
-                if self._sender is None or self._sender.closed:
-                    self._sender = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, **self._options
+        async with self._sending:
+            for attempt in range(2):
+                try:
+                    if self._sender is None or self._sender.closed:
+                        self._sender = await psycopg.AsyncConnection.connect(
+                            self._conninfo, autocommit=True, **self._options
+                        )
+                    await self._sender.execute(
+                        "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._id} {body}")
                     )
-                await self._sender.execute(
-                    "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._id} {body}")
-                )
-                return True
-            except psycopg.Error as error:
-                await self._drop_sender()
-                if attempt:
-                    log.warning("could not signal the other servers: %s", error)
+                    return True
+                except psycopg.Error as error:
+                    await self._drop_sender()
+                    if attempt:
+                        log.warning("could not signal the other servers: %s", error)
         return False
 
     async def _drop_sender(self) -> None:
@@ -94,7 +97,7 @@ class PostgresPeerLink:
                 connection = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, **self._options
                 )
-            except psycopg.Error as error:
+            except (psycopg.Error, OSError) as error:
                 self._not_arriving(f"cannot listen: {error}")
                 _hear_all(heard)
                 await asyncio.sleep(POLL_EVERY)
@@ -102,7 +105,7 @@ class PostgresPeerLink:
             try:
                 await connection.execute(f"LISTEN {CHANNEL}")
                 await self._serve(connection, heard)
-            except psycopg.Error as error:
+            except (psycopg.Error, OSError) as error:
                 self._not_arriving(f"listening stopped: {error}")
             finally:
                 with contextlib.suppress(psycopg.Error):
