@@ -7,17 +7,17 @@ server's clock and corrects it; a server more than 2 s off refuses the leadershi
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from belfry.adapters.store import SqlStore, open_store
+from belfry.adapters.store import SqlStore
 from belfry.core.records import Fence
 from belfry.services.database_time import DatabaseTime
 from belfry.services.leadership import LeaderElection
 
-pytestmark = pytest.mark.postgres
+# The shared store fixture, on PostgreSQL only: the election is for servers sharing one.
+pytestmark = [pytest.mark.postgres, pytest.mark.on_store("postgresql")]
 
 
 class ShiftedClock:
@@ -47,15 +47,6 @@ class Node:
 
     async def _deposed(self) -> None:
         self.terms.append(None)
-
-
-@pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(pg_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _database_now(store: SqlStore) -> datetime:

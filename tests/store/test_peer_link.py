@@ -50,6 +50,12 @@ async def listening(link: PostgresPeerLink, heard: Callable[[Topic], None]) -> A
         await link.close()
 
 
+async def _notify_as_another_server(pg_url: str, *payloads: str) -> None:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+        for payload in payloads:
+            await other.execute("SELECT pg_notify('belfry', %s)", (payload,))
+
+
 async def _until_arriving(link: PostgresPeerLink) -> None:
     async with asyncio.timeout(WAIT):
         while link.arriving is not True:
@@ -125,9 +131,7 @@ async def test_signals_of_a_newer_server_or_malformed_ones_are_ignored(
     async with listening(link, heard):
         await _until_arriving(link)
         heard.topics.clear()
-        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
-            await other.execute("SELECT pg_notify('belfry', %s)", (body,))
-            await other.execute("SELECT pg_notify('belfry', 'someone-else runs')")
+        await _notify_as_another_server(pg_url, body, "someone-else runs")
         await heard.until(lambda: heard.topics[Topic.RUNS] >= 1)
     expected = Counter({Topic.RUNS: 1})
     if body.startswith("someone-else jobs"):
@@ -155,6 +159,5 @@ async def test_a_listener_cut_off_by_the_database_listens_again_and_looks_meanwh
         await _until_arriving(link)
         # And signals arrive again on the new connection.
         heard.topics.clear()
-        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
-            await other.execute("SELECT pg_notify('belfry', 'someone-else jobs')")
+        await _notify_as_another_server(pg_url, "someone-else jobs")
         await heard.until(lambda: heard.topics[Topic.JOBS] >= 1)
