@@ -3,7 +3,10 @@ service directly instead of over HTTP, with the same protocol as a remote agent.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from belfry.core.execution import Assignment, Outcome
 from belfry.core.protocol import WorkerCapacity
@@ -11,6 +14,13 @@ from belfry.core.records import OutputChunk
 from belfry.services.runs import FreeCapacity, RunService, WorkerIdentity
 
 __all__ = ["EmbeddedLink"]
+
+log = logging.getLogger(__name__)
+
+# While the database is away, a report waits for it and is tried again, first after this
+# many seconds, then twice as long each time up to the second figure.
+RETRY_FIRST = 0.1
+RETRY_LONGEST = 2.0
 
 
 class EmbeddedLink:
@@ -37,11 +47,38 @@ class EmbeddedLink:
         capacity = FreeCapacity(free.slots, free.cpu, free.memory_mb)
         return await self._runs.claim_waiting(self._identity, capacity, wait)
 
+    # The RunReporter contract: a server outage must not stop the run. A remote agent
+    # keeps its reports and sends them again; this one waits for the database (the run's
+    # process goes on meanwhile; only its output waits). Each report is applied once
+    # however often it is tried, so a try whose answer was lost is harmless.
     async def started(self, run_id: int, pid: int, host: str) -> None:
-        await self._runs.started(run_id, pid, host)
+        await _until_stored(
+            f"the start of run {run_id}", partial(self._runs.started, run_id, pid, host)
+        )
 
     async def output(self, chunks: list[OutputChunk]) -> None:
-        await self._runs.output(chunks)
+        what = f"output of run {chunks[0].run_id}" if chunks else "output"
+        await _until_stored(what, partial(self._runs.output, chunks))
 
     async def finished(self, run_id: int, outcome: Outcome) -> None:
-        await self._runs.finished(run_id, outcome)
+        await _until_stored(
+            f"the end of run {run_id}", partial(self._runs.finished, run_id, outcome)
+        )
+
+
+async def _until_stored(what: str, report: Callable[[], Awaitable[None]]) -> None:
+    delay = RETRY_FIRST
+    waited = False
+    while True:
+        try:
+            await report()
+        except ConnectionError as error:  # the store's StoreUnavailable
+            if not waited:
+                log.warning("%s waits for the database: %s", what, error)
+                waited = True
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_LONGEST)
+            continue
+        if waited:
+            log.info("%s stored: the database is back", what)
+        return
