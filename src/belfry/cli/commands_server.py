@@ -445,16 +445,8 @@ async def _create_token(
         )
         # Made past the API, by whoever can reach the database: the audit log must still
         # show that an admin or worker token appeared.
-        await AuditLog(store, clock).record(
-            SERVER_ACTOR,
-            "token.create",
-            target=f"token {record.id} ({record.name})",
-            after={
-                "role": record.role,
-                "pools": record.pools,
-                "expires_at": record.expires_at,
-                "via": "belfry token create --db",
-            },
+        await AuditLog(store, clock).token_created(
+            SERVER_ACTOR, record, via="belfry token create --db"
         )
         return secret, record
     except AccountError as error:

@@ -338,13 +338,7 @@ async def issue_token(
         )
     except AccountError as error:
         raise _bad(error) from None
-    await node.audit.record(
-        caller,
-        "token.create",
-        address=address,
-        target=f"token {token.id} ({token.name})",
-        after={"role": token.role, "pools": token.pools, "expires_at": token.expires_at},
-    )
+    await node.audit.token_created(caller, token, address=address)
     [shown] = await _tokens_out(node, [token])
     return NewTokenOut(**shown.model_dump(), token=secret)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from belfry.core.permissions import Principal
-from belfry.core.records import AuditEntry, AuditRecord
+from belfry.core.records import AuditEntry, AuditRecord, TokenRecord
 from belfry.ports.clock import Clock
 from belfry.ports.store import Store
 
@@ -44,6 +44,31 @@ class AuditLog:
                     after=after,
                 )
             ]
+        )
+
+    async def token_created(
+        self,
+        who: Principal | str,
+        token: TokenRecord,
+        *,
+        address: str | None = None,
+        via: str | None = None,
+    ) -> None:
+        """A token was made (through the API, or ``via`` another way: the CLI on a server
+        host); its secret is never part of the entry."""
+        after: dict[str, Any] = {
+            "role": token.role,
+            "pools": token.pools,
+            "expires_at": token.expires_at,
+        }
+        if via is not None:
+            after["via"] = via
+        await self.record(
+            who,
+            "token.create",
+            address=address,
+            target=f"token {token.id} ({token.name})",
+            after=after,
         )
 
     async def record_many(self, entries: list[AuditEntry]) -> None:
